@@ -1,0 +1,19 @@
+"""Pure numerics for maximum inner product search: numpy + faiss, no HTTP, no storage policy."""
+
+from __future__ import annotations
+
+from index.base import Index, IdSelector, Reranker, SearchResult
+from index.params import SpecError
+from index.spec import REGISTRY, IndexSpec, index_factory, parse_spec
+
+__all__ = [
+    "REGISTRY",
+    "IdSelector",
+    "Index",
+    "IndexSpec",
+    "Reranker",
+    "SearchResult",
+    "SpecError",
+    "index_factory",
+    "parse_spec",
+]
