@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from index.base import Index, IdSelector, Reranker, SearchResult
+from index.base import IdSelector, Index, Reranker, SearchResult
 from index.params import SpecError
 from index.spec import REGISTRY, IndexSpec, index_factory, parse_spec
 

@@ -68,5 +68,3 @@ def canonical_part(name: str, params: Any) -> str:
     if not fields:
         return name
     return f"{name}({','.join(f'{f.name}={_format(getattr(params, f.name))}' for f in fields)})"
-
-

@@ -1,0 +1,1 @@
+"""HTTP only: routes parse, call the service, return schemas. No numpy here."""

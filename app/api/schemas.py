@@ -1,0 +1,167 @@
+"""Request and response bodies of the REST API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.filters import Filter, PointId
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CollectionCreate(_Body):
+    name: str = Field(examples=["docs"])
+    dim: int = Field(ge=1, examples=[384])
+    metric: Literal["ip", "cosine"] = "ip"
+    index: str = Field("Flat", description="index spec string, e.g. 'Flat'")
+    multivector: bool = False
+    encoder: str | None = None
+
+
+class CollectionInfo(BaseModel):
+    name: str
+    dim: int
+    metric: str
+    index: str
+    multivector: bool
+    encoder: str | None
+    created_at: float
+    count: int
+    indexed_count: int
+    unindexed_count: int
+    segments: int
+    status: str
+    last_seq: int
+    bytes_on_disk: int
+    bytes_in_memory: int
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionInfo]
+
+
+class PointIn(_Body):
+    id: PointId = Field(description="unsigned integer or string (1-256 chars)")
+    vector: list[float]
+    payload: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _id(self) -> PointIn:
+        if isinstance(self.id, int) and not 0 <= self.id < 2**63:
+            raise ValueError("integer ids must be between 0 and 2**63-1")
+        if isinstance(self.id, str) and not 1 <= len(self.id) <= 256:
+            raise ValueError("string ids must have 1 to 256 characters")
+        return self
+
+
+class UpsertRequest(_Body):
+    points: list[PointIn] = Field(min_length=1)
+
+
+class WriteResult(BaseModel):
+    seq: int = Field(description="WAL sequence number; the write is durable")
+
+
+class UpsertResult(WriteResult):
+    upserted: int
+
+
+class DeleteRequest(_Body):
+    ids: list[PointId] | None = None
+    filter: Filter | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> DeleteRequest:
+        if (self.ids is None) == (self.filter is None):
+            raise ValueError("give exactly one of 'ids' or 'filter'")
+        return self
+
+
+class DeleteResult(WriteResult):
+    deleted: int
+
+
+class Point(BaseModel):
+    id: PointId
+    payload: dict[str, Any] | None = None
+    vector: list[float] | None = None
+
+
+class ScrollRequest(_Body):
+    limit: int = Field(100, ge=1)
+    cursor: str | None = None
+    filter: Filter | None = None
+    with_payload: bool = True
+    with_vector: bool = False
+
+
+class ScrollResult(BaseModel):
+    points: list[Point]
+    next_cursor: str | None
+
+
+class CountRequest(_Body):
+    filter: Filter | None = None
+
+
+class CountResult(BaseModel):
+    count: int
+
+
+class SearchRequest(_Body):
+    vector: list[float] | None = None
+    id: PointId | None = Field(None, description="search with this stored point's vector")
+    k: int = Field(10, ge=1)
+    offset: int = Field(0, ge=0)
+    filter: Filter | None = None
+    score_threshold: float | None = None
+    with_payload: bool = True
+    with_vector: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> SearchRequest:
+        if (self.vector is None) == (self.id is None):
+            raise ValueError("give exactly one of 'vector' or 'id'")
+        return self
+
+
+class Hit(BaseModel):
+    id: PointId
+    score: float
+    payload: dict[str, Any] | None = None
+    vector: list[float] | None = None
+
+
+class SearchResponse(BaseModel):
+    hits: list[Hit]
+    exact: bool
+    took_ms: float
+
+
+class BatchSearchRequest(_Body):
+    searches: list[SearchRequest] = Field(min_length=1)
+
+
+class BatchSearchResponse(BaseModel):
+    results: list[SearchResponse]
+    took_ms: float
+
+
+class FlushResult(BaseModel):
+    sealed: int
+    segments: int
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+    details: Any = None
+
+
+class Health(BaseModel):
+    status: str
+    collections: int | None = None

@@ -1,0 +1,292 @@
+"""A collection: its durable state on disk and the live view searches read.
+
+Write path: validate -> assign internal ids under the write lock -> append to the WAL (fsync)
+-> apply to the points store -> tombstone replaced rows -> append to the in-memory tail, which
+searches scan exactly. Sealing moves the tail into an immutable segment, commits the manifest
+and only then drops the WAL files it covers. Opening = manifest + segments + WAL replay.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from app.config import Settings
+from app.errors import InvalidInput, NotFound
+from app.filters import Filter, point_key
+from app.store import wal as walmod
+from app.store.catalog import CollectionConfig
+from app.store.fsutil import atomic_write_bytes, dir_bytes, remove_tree
+from app.store.points import PointStore
+from app.store.segments import Segment, load_segment, write_segment
+from index.base import F32, I64
+from index.flat import FlatIndex
+
+log = logging.getLogger(__name__)
+
+
+class Collection:
+    """One collection's storage and in-memory state; thread-safe."""
+
+    def __init__(self, path: Path, config: CollectionConfig, settings: Settings) -> None:
+        self.path = path
+        self.config = config
+        self.settings = settings
+        self.dim = config.dim
+        self._lock = threading.RLock()  # serialises writers and state swaps
+        self._seal_lock = threading.Lock()  # one seal at a time
+        self._sealer: threading.Thread | None = None
+        self._segments: list[Segment] = []
+        self._frozen: list[FlatIndex] = []  # tails being sealed, still searched
+        self._tail = FlatIndex(self.dim)
+        self._manifest: dict[str, Any] = {"segments": [], "sealed_seq": 0, "next_segment": 1}
+        (path / "segments").mkdir(parents=True, exist_ok=True)
+        self.points = PointStore(path / "points.sqlite")
+        self.wal = walmod.WriteAheadLog(path / "wal")
+        self._next_iid = 0
+        self._load()
+
+    # ---- opening --------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        mpath = self.path / "manifest.json"
+        if mpath.exists():
+            self._manifest = json.loads(mpath.read_text())
+        keep = {f"{s:08d}" for s in self._manifest["segments"]}
+        for d in (self.path / "segments").iterdir():
+            if d.name not in keep:  # staged or superseded by a crash mid-seal
+                remove_tree(d)
+        self._segments = [
+            load_segment(self.path / "segments" / f"{s:08d}", self.settings.verify_checksums)
+            for s in self._manifest["segments"]
+        ]
+        sealed, applied = int(self._manifest["sealed_seq"]), self.points.applied_seq
+        max_iid = max(
+            [self.points.max_iid()] + [int(s.ids[-1]) for s in self._segments if len(s.ids)]
+        )
+        replayed = 0
+        for rec in self.wal.replay():
+            replayed += 1
+            keys = rec.meta["keys"]
+            if rec.kind == walmod.UPSERT:
+                if rec.seq > applied:
+                    self.points.upsert(rec.seq, keys, rec.ids, rec.meta["payloads"])
+                if rec.seq > sealed and rec.vectors is not None:
+                    self._tail.add(rec.ids, rec.vectors)
+                if len(rec.ids):
+                    max_iid = max(max_iid, int(rec.ids.max()))
+            elif rec.seq > applied:
+                self.points.delete(rec.seq, keys)
+        self.wal.last_seq = max(self.wal.last_seq, sealed, applied)
+        self._next_iid = max_iid + 1
+        live = self.points.iids()
+        for part in [*self._segments, self._tail]:
+            part.remove(np.setdiff1d(part.ids, live, assume_unique=True))
+        log.info(
+            "collection %s: %d segments, %d WAL records replayed, %d points",
+            self.config.name,
+            len(self._segments),
+            replayed,
+            len(live),
+        )
+
+    def close(self) -> None:
+        sealer = self._sealer
+        if sealer is not None:
+            sealer.join()
+        with self._lock:
+            self.wal.close()
+            self.points.close()
+
+    # ---- writes ---------------------------------------------------------------------------
+
+    def _to_matrix(self, vectors: Sequence[Sequence[float]], what: str = "points") -> F32:
+        for i, v in enumerate(vectors):
+            if len(v) != self.dim:
+                raise InvalidInput(
+                    f"{what}[{i}].vector has {len(v)} dimensions; collection "
+                    f"{self.config.name!r} expects {self.dim}",
+                    {"index": i, "expected": self.dim, "got": len(v)},
+                )
+        x = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), self.dim)
+        bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        if len(bad):
+            raise InvalidInput(
+                f"{what}[{bad[0]}].vector contains NaN or infinity (or a value beyond float32)",
+                {"index": int(bad[0])},
+            )
+        if self.config.metric == "cosine":
+            norms = np.linalg.norm(x, axis=1)
+            zero = np.flatnonzero(norms == 0)
+            if len(zero):
+                raise InvalidInput(
+                    f"{what}[{zero[0]}].vector is all zeros; cosine needs a non-zero vector",
+                    {"index": int(zero[0])},
+                )
+            x /= norms[:, None]
+        return x
+
+    def upsert(
+        self,
+        ids: Sequence[int | str],
+        vectors: Sequence[Sequence[float]],
+        payloads: Sequence[dict[str, Any] | None],
+    ) -> tuple[int, int]:
+        """Insert or replace points, durably; returns ``(count, seq)`` once the WAL is synced."""
+        keys = [point_key(i) for i in ids]
+        seen: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            if k in seen:
+                raise InvalidInput(
+                    f"points[{i}].id {ids[i]!r} repeats points[{seen[k]}].id in the same batch",
+                    {"index": i},
+                )
+            seen[k] = i
+        for i, p in enumerate(payloads):
+            if p is not None and len(orjson.dumps(p)) > self.settings.max_payload_bytes:
+                raise InvalidInput(
+                    f"points[{i}].payload is over {self.settings.max_payload_bytes} bytes of JSON",
+                    {"index": i},
+                )
+        x = self._to_matrix(vectors)
+        with self._lock:
+            old = self.points.lookup(keys)
+            iids = np.arange(self._next_iid, self._next_iid + len(keys), dtype=np.int64)
+            body = walmod.encode_upsert(iids, x, {"keys": keys, "payloads": list(payloads)})
+            seq = self.wal.append(body)
+            self._next_iid += len(keys)
+            self.points.upsert(seq, keys, iids, payloads)
+            if old:
+                self._tombstone(np.fromiter(old.values(), dtype=np.int64, count=len(old)))
+            self._tail.add(iids, x)
+        self._maybe_seal()
+        return len(keys), seq
+
+    def delete(self, ids: Sequence[int | str] | None, flt: Filter | None) -> tuple[int, int]:
+        """Delete by ids or by filter; returns ``(deleted, seq)`` once durable."""
+        with self._lock:
+            if ids is not None:
+                found = self.points.lookup([point_key(i) for i in ids])
+                pairs = list(found.items())
+            else:
+                pairs = self.points.matching(flt)
+            if not pairs:
+                return 0, self.wal.last_seq
+            keys = [k for k, _ in pairs]
+            iids = np.array(sorted(i for _, i in pairs), dtype=np.int64)
+            seq = self.wal.append(walmod.encode_delete(iids, {"keys": keys}))
+            self.points.delete(seq, keys)
+            self._tombstone(iids)
+        return len(keys), seq
+
+    def _tombstone(self, iids: I64) -> None:
+        iids = np.sort(iids)
+        for part in [*self._segments, *self._frozen, self._tail]:
+            part.remove(iids)
+
+    # ---- sealing --------------------------------------------------------------------------
+
+    def _maybe_seal(self) -> None:
+        if len(self._tail) < self.settings.seal_threshold or self._seal_lock.locked():
+            return
+        with self._lock:
+            if self._sealer is not None and self._sealer.is_alive():
+                return
+            self._sealer = threading.Thread(
+                target=self._seal_quietly, name=f"seal-{self.config.name}", daemon=True
+            )
+            self._sealer.start()
+
+    def _seal_quietly(self) -> None:
+        try:
+            self.seal()
+        except Exception:  # the data is still in the WAL; the next seal retries
+            log.exception("sealing collection %s failed", self.config.name)
+
+    def seal(self) -> dict[str, int]:
+        """Move the tail (and, past ``max_segments``, every segment) into one new segment."""
+        with self._seal_lock:
+            with self._lock:
+                tail = self._tail
+                merge = len(self._segments) >= self.settings.max_segments
+                if len(tail) == 0 and not merge:
+                    return {"sealed": 0, "segments": len(self._segments)}
+                boundary = self.wal.roll()
+                self._frozen.append(tail)
+                self._tail = FlatIndex(self.dim)
+                sources: list[FlatIndex] = [s.store for s in self._segments] if merge else []
+                sources.append(tail)
+                snaps = [src.alive_mask() for src in sources]
+                seg_id = int(self._manifest["next_segment"])
+            ids = np.concatenate([s.ids[m] for s, m in zip(sources, snaps, strict=True)])
+            x = np.concatenate([s.vectors[m] for s, m in zip(sources, snaps, strict=True)])
+            seg = write_segment(self.path / "segments", seg_id, self.config.index, ids, x)
+            with self._lock:
+                for src, snap in zip(sources, snaps, strict=True):
+                    died = snap & ~src.alive_mask()[: len(snap)]
+                    seg.remove(src.ids[: len(snap)][died])
+                kept = [] if merge else list(self._segments)
+                dropped = list(self._segments) if merge else []
+                self.points.checkpoint()
+                self._manifest = {
+                    "segments": [s.id for s in kept] + [seg.id],
+                    "sealed_seq": boundary,
+                    "next_segment": seg_id + 1,
+                }
+                atomic_write_bytes(self.path / "manifest.json", json.dumps(self._manifest).encode())
+                self._segments = [*kept, seg]
+                self._frozen.remove(tail)
+            self.wal.drop_through(boundary)
+            for s in dropped:
+                remove_tree(self.path / "segments" / f"{s.id:08d}")
+            return {"sealed": len(ids), "segments": len(self._segments)}
+
+    # ---- reads ----------------------------------------------------------------------------
+
+    def parts(self) -> tuple[list[Segment], list[FlatIndex]]:
+        """A consistent snapshot of what to search: sealed segments, then unindexed tails."""
+        with self._lock:
+            return list(self._segments), [*self._frozen, self._tail]
+
+    def vector_of(self, iid: int) -> F32 | None:
+        segs, tails = self.parts()
+        for store in [s.store for s in segs] + tails:
+            rows = store.rows_of(np.array([iid], dtype=np.int64))
+            if len(rows) and store.alive_mask()[rows[0]]:
+                return store.vectors[rows[0]].copy()
+        return None
+
+    def get(self, point_id: int | str) -> tuple[int, Any] | None:
+        return self.points.get(point_key(point_id))
+
+    def require(self, point_id: int | str) -> tuple[int, Any]:
+        found = self.get(point_id)
+        if found is None:
+            raise NotFound(f"point {point_id!r} not found in collection {self.config.name!r}")
+        return found
+
+    def info(self) -> dict[str, Any]:
+        segs, tails = self.parts()
+        indexed = sum(len(s.store) for s in segs)
+        unindexed = sum(len(t) for t in tails)
+        return {
+            **{k: getattr(self.config, k) for k in ("name", "dim", "metric", "index")},
+            "multivector": self.config.multivector,
+            "encoder": self.config.encoder,
+            "created_at": self.config.created_at,
+            "count": indexed + unindexed,
+            "indexed_count": indexed,
+            "unindexed_count": unindexed,
+            "segments": len(segs),
+            "status": "indexing" if self._seal_lock.locked() else "ready",
+            "last_seq": self.wal.last_seq,
+            "bytes_on_disk": dir_bytes(self.path),
+            "bytes_in_memory": sum(s.nbytes() for s in segs) + sum(t.nbytes() for t in tails),
+        }

@@ -1,0 +1,40 @@
+"""Settings from the environment (prefix ``INNERSPACE_``) and CLI flags."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; ``INNERSPACE_<NAME>`` sets one, e.g. ``INNERSPACE_PORT=9000``."""
+
+    model_config = SettingsConfigDict(env_prefix="INNERSPACE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("./data"), description="where collections and the catalog live")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="larger bodies get 413")
+    max_batch_points: int = Field(10_000, ge=1, description="points per upsert request")
+    max_k: int = Field(10_000, ge=1, description="largest k (plus offset) a search may ask")
+    max_search_batch: int = Field(1_000, ge=1, description="searches per batch request")
+    max_dim: int = Field(65_536, ge=1)
+    max_payload_bytes: int = Field(65_536, ge=16, description="JSON bytes per point payload")
+    max_scroll_limit: int = Field(10_000, ge=1)
+
+    seal_threshold: int = Field(
+        65_536, ge=1, description="unindexed points that trigger sealing the tail into a segment"
+    )
+    max_segments: int = Field(8, ge=1, description="more sealed segments than this are merged")
+    verify_checksums: bool = Field(True, description="check segment crc32s when loading")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

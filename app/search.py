@@ -1,0 +1,123 @@
+"""Query execution over one collection: sealed segments + the unindexed tail, merged exactly.
+
+Queries that share a filter and a depth run as one batch, so the flat scan uses sgemm.
+Hits are ordered by score descending, then internal id ascending (insertion order of the
+point's current version), which keeps ``offset`` pages stable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from app.collection import Collection
+from app.errors import InvalidInput
+from app.filters import Filter
+from index.base import F32, IdSelector, SearchResult
+from index.merge import merge_results
+
+
+@dataclass
+class Query:
+    """One search: a vector or a point id to search by, plus options."""
+
+    vector: list[float] | None = None
+    point_id: int | str | None = None
+    k: int = 10
+    offset: int = 0
+    filter: Filter | None = None
+    score_threshold: float | None = None
+    with_payload: bool = True
+    with_vector: bool = False
+
+
+@dataclass
+class Hit:
+    id: int | str
+    score: float
+    payload: Any = None
+    vector: list[float] | None = None
+
+
+@dataclass
+class Outcome:
+    hits: list[Hit] = field(default_factory=list)
+    exact: bool = True
+    took_ms: float = 0.0
+
+
+def _query_vectors(col: Collection, queries: list[Query]) -> tuple[F32, list[int | None]]:
+    rows: list[F32] = []
+    exclude: list[int | None] = []
+    for i, q in enumerate(queries):
+        if (q.vector is None) == (q.point_id is None):
+            raise InvalidInput(f"searches[{i}]: give exactly one of 'vector' or 'id'")
+        if q.vector is not None:
+            rows.append(col._to_matrix([q.vector], what="searches")[0])
+            exclude.append(None)
+            continue
+        iid, _ = col.require(q.point_id)  # type: ignore[arg-type]
+        vec = col.vector_of(iid)
+        if vec is None:  # deleted between the two reads
+            raise InvalidInput(f"point {q.point_id!r} has no stored vector")
+        rows.append(vec)
+        exclude.append(iid)
+    return np.stack(rows).astype(np.float32, copy=False), exclude
+
+
+def _run(col: Collection, xq: F32, depth: int, flt: Filter | None) -> tuple[SearchResult, bool]:
+    segments, tails = col.parts()
+    selector = IdSelector(col.points.iids(flt)) if flt is not None else None
+    parts = [s.index.search(xq, depth, selector) for s in segments]
+    parts += [t.search(xq, depth, selector) for t in tails]
+    exact = all(type(s.index).exact for s in segments)
+    return merge_results(parts, depth), exact
+
+
+def search(col: Collection, queries: list[Query], max_k: int) -> list[Outcome]:
+    """Run ``queries`` against ``col``; one outcome per query, in order."""
+    t0 = time.perf_counter()
+    for i, q in enumerate(queries):
+        if q.k < 1 or q.offset < 0 or q.k + q.offset > max_k:
+            raise InvalidInput(
+                f"searches[{i}]: k + offset must be between 1 and {max_k}, got k={q.k}, "
+                f"offset={q.offset}"
+            )
+    xq, exclude = _query_vectors(col, queries)
+    groups: dict[tuple[bytes, int], list[int]] = defaultdict(list)
+    for i, q in enumerate(queries):
+        fkey = orjson.dumps(q.filter.model_dump(exclude_defaults=True)) if q.filter else b""
+        groups[(fkey, q.k + q.offset + (exclude[i] is not None))].append(i)
+    raw: dict[int, list[tuple[int, float]]] = {}
+    exact_all = True
+    for (_, depth), members in groups.items():
+        res, exact = _run(col, xq[members], depth, queries[members[0]].filter)
+        exact_all &= exact
+        for row, i in enumerate(members):
+            raw[i] = [(iid, s) for iid, s in res.row(row) if iid != exclude[i]]
+    wanted = sorted({iid for hits in raw.values() for iid, _ in hits})
+    stored = col.points.by_iids(wanted)
+    took = (time.perf_counter() - t0) * 1000
+    out: list[Outcome] = []
+    for i, q in enumerate(queries):
+        hits: list[Hit] = []
+        for iid, score in raw[i]:
+            if iid not in stored or (q.score_threshold is not None and score < q.score_threshold):
+                continue
+            key, payload = stored[iid]
+            vec = col.vector_of(iid) if q.with_vector else None
+            hits.append(
+                Hit(
+                    id=orjson.loads(key),
+                    score=score,
+                    payload=payload if q.with_payload else None,
+                    vector=None if vec is None else vec.tolist(),
+                )
+            )
+        out.append(Outcome(hits[q.offset : q.offset + q.k], exact_all, took))
+    return out

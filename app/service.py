@@ -1,0 +1,212 @@
+"""The service: the catalog plus every open collection; what the HTTP routes call."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from app.collection import Collection
+from app.config import Settings
+from app.errors import AlreadyExists, InvalidInput, NotFound, Unavailable
+from app.filters import Filter
+from app.search import Outcome, Query, search
+from app.store.catalog import Catalog, CollectionConfig
+from app.store.fsutil import fsync_dir, remove_tree
+from index.params import SpecError
+from index.spec import index_factory
+
+log = logging.getLogger(__name__)
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+class SearchService:
+    """Owns the data directory. ``open()`` loads every collection (may take a while)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.catalog = Catalog(Path(settings.data_dir))
+        self._collections: dict[str, Collection] = {}
+        self._lock = threading.Lock()  # guards the dict and create/delete
+        self.ready = threading.Event()
+        self.load_error: str | None = None
+
+    def open(self) -> None:
+        """Clean orphans, load every collection, then mark the service ready."""
+        try:
+            for orphan in self.catalog.orphans():
+                log.warning("removing orphan collection directory %s", orphan)
+                remove_tree(orphan)
+            for config in self.catalog.list():
+                path = self.catalog.path_of(config.name)
+                self._collections[config.name] = Collection(path, config, self.settings)
+            self.ready.set()
+        except Exception as exc:
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.exception("loading collections failed")
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            for col in self._collections.values():
+                col.close()
+            self._collections.clear()
+            self.catalog.close()
+
+    # ---- collections ----------------------------------------------------------------------
+
+    def _require_ready(self) -> None:
+        if not self.ready.is_set():
+            raise Unavailable("the service is still loading its collections; retry shortly")
+
+    def collection(self, name: str) -> Collection:
+        self._require_ready()
+        col = self._collections.get(name)
+        if col is None:
+            raise NotFound(f"collection {name!r} not found")
+        return col
+
+    def list_collections(self) -> list[dict[str, Any]]:
+        self._require_ready()
+        return [c.info() for c in list(self._collections.values())]
+
+    def create_collection(
+        self,
+        name: str,
+        dim: int,
+        metric: str = "ip",
+        index: str = "Flat",
+        multivector: bool = False,
+        encoder: str | None = None,
+    ) -> dict[str, Any]:
+        if not NAME.fullmatch(name):
+            raise InvalidInput(
+                f"bad collection name {name!r}: use 1-64 letters, digits, '_' or '-', "
+                "starting with a letter or digit"
+            )
+        if not 1 <= dim <= self.settings.max_dim:
+            raise InvalidInput(f"dim must be between 1 and {self.settings.max_dim}, got {dim}")
+        if metric not in ("ip", "cosine"):
+            raise InvalidInput(f"metric must be 'ip' or 'cosine', got {metric!r}")
+        try:
+            spec = index_factory(dim, index).spec
+        except SpecError as exc:
+            raise InvalidInput(f"bad index spec {index!r}: {exc}") from None
+        if multivector:
+            raise InvalidInput("multivector collections need the MUVERA index, not in this build")
+        if encoder is not None:
+            raise InvalidInput("text encoders are not available in this build; send vectors")
+        config = CollectionConfig(name, dim, metric, spec, multivector, encoder)  # type: ignore[arg-type]
+        with self._lock:
+            if name in self._collections:
+                raise AlreadyExists(f"collection {name!r} already exists")
+            self._require_ready()
+            path = self.catalog.path_of(name)
+            remove_tree(path)  # a stale orphan from a crash between dir and row
+            path.mkdir()
+            fsync_dir(path.parent)
+            col = Collection(path, config, self.settings)
+            if not self.catalog.add(config):
+                col.close()
+                remove_tree(path)
+                raise AlreadyExists(f"collection {name!r} already exists")
+            self._collections[name] = col
+        return col.info()
+
+    def delete_collection(self, name: str) -> None:
+        with self._lock:
+            col = self.collection(name)
+            self.catalog.remove(name)
+            del self._collections[name]
+        col.close()
+        remove_tree(col.path)
+
+    # ---- points and search ----------------------------------------------------------------
+
+    def search(self, name: str, queries: list[Query]) -> list[Outcome]:
+        if len(queries) > self.settings.max_search_batch:
+            raise InvalidInput(
+                f"at most {self.settings.max_search_batch} searches per batch, got {len(queries)}"
+            )
+        return search(self.collection(name), queries, self.settings.max_k)
+
+    def check_batch(self, n: int) -> None:
+        if n > self.settings.max_batch_points:
+            raise InvalidInput(
+                f"at most {self.settings.max_batch_points} points per request, got {n}; "
+                "split the batch or use the import job"
+            )
+
+    def upsert(self, name: str, points: list[tuple[int | str, list[float], Any]]) -> dict[str, int]:
+        self.check_batch(len(points))
+        col = self.collection(name)
+        ids, vectors, payloads = zip(*points, strict=True) if points else ((), (), ())
+        n, seq = col.upsert(list(ids), list(vectors), list(payloads))
+        return {"upserted": n, "seq": seq}
+
+    def delete(self, name: str, ids: list[int | str] | None, flt: Filter | None) -> dict[str, int]:
+        if ids is not None:
+            self.check_batch(len(ids))
+        n, seq = self.collection(name).delete(ids, flt)
+        return {"deleted": n, "seq": seq}
+
+    def get_point(self, name: str, point_id: str, with_vector: bool) -> dict[str, Any]:
+        """``point_id`` comes from a URL: all digits means an integer id, if one exists."""
+        col = self.collection(name)
+        candidates: list[int | str] = [point_id]
+        if point_id.isdigit():
+            candidates.insert(0, int(point_id))
+        for pid in candidates:
+            found = col.get(pid)
+            if found is not None:
+                iid, payload = found
+                vec = col.vector_of(iid) if with_vector else None
+                return {
+                    "id": pid,
+                    "payload": payload,
+                    "vector": None if vec is None else vec.tolist(),
+                }
+        raise NotFound(f"point {point_id!r} not found in collection {name!r}")
+
+    def scroll(
+        self,
+        name: str,
+        limit: int,
+        cursor: str | None,
+        flt: Filter | None,
+        with_payload: bool,
+        with_vector: bool,
+    ) -> dict[str, Any]:
+        if limit > self.settings.max_scroll_limit:
+            raise InvalidInput(f"limit must be at most {self.settings.max_scroll_limit}")
+        col = self.collection(name)
+        after = None
+        if cursor is not None:
+            try:
+                after = base64.urlsafe_b64decode(cursor.encode()).decode()
+                json.loads(after)
+            except (ValueError, UnicodeDecodeError):
+                raise InvalidInput("cursor is not one this service returned") from None
+        rows = col.points.scroll(after, limit + 1, flt)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        points = []
+        for key, iid, payload in rows:
+            vec = col.vector_of(iid) if with_vector else None
+            points.append(
+                {
+                    "id": json.loads(key),
+                    "payload": payload if with_payload else None,
+                    "vector": None if vec is None else vec.tolist(),
+                }
+            )
+        nxt = base64.urlsafe_b64encode(rows[-1][0].encode()).decode() if more else None
+        return {"points": points, "next_cursor": nxt}
+
+    def count(self, name: str, flt: Filter | None) -> int:
+        return self.collection(name).points.count(flt)

@@ -1,0 +1,1 @@
+"""Durable storage: write-ahead log, immutable segments, the points store and the catalog."""

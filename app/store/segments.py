@@ -1,0 +1,127 @@
+"""Immutable vector segments: the sealed part of a collection.
+
+``segments/<id>/`` holds ``vectors.npy (n, d) float32``, ``ids.npy (n,) int64`` (sorted
+internal ids), an ``index/`` directory when the index is worth persisting, and ``meta.json``
+(written last) with crc32 checksums of every file. A segment directory is staged under a
+temporary name, fsynced and renamed into place, so it exists whole or not at all. Deletions
+never touch the files: the collection tombstones rows in memory from the points store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.store.fsutil import atomic_write_bytes, file_crc32, fsync_dir, remove_tree, write_array
+from index.base import F32, I64, Index
+from index.flat import FlatIndex
+from index.spec import index_factory, lookup, parse_spec
+
+
+class SegmentCorrupt(RuntimeError):
+    """A segment file is missing or its checksum does not match ``meta.json``."""
+
+
+@dataclass
+class Segment:
+    """A loaded segment: the exact vector store and the index over it (the same object for
+    Flat)."""
+
+    id: int
+    store: FlatIndex
+    index: Index
+    meta: dict[str, Any]
+
+    @property
+    def ids(self) -> I64:
+        return self.store.ids
+
+    def remove(self, iids: I64) -> int:
+        removed = self.store.remove(iids)
+        if self.index is not self.store:
+            self.index.remove(iids)
+        return removed
+
+    def nbytes(self) -> int:
+        extra = 0 if self.index is self.store else self.index.nbytes()
+        return self.store.nbytes() + extra
+
+
+def build_index(spec: str, dim: int, ids: I64, vectors: F32, store: FlatIndex) -> Index:
+    """The index for a segment; Flat reuses the store instead of copying the vectors."""
+    cls = lookup(parse_spec(spec).parts[0].name)
+    if cls is FlatIndex:
+        return store
+    index = index_factory(dim, spec)
+    index.add(ids, vectors)
+    return index
+
+
+def write_segment(root: Path, seg_id: int, spec: str, ids: I64, vectors: F32) -> Segment:
+    """Build, persist and return a segment of ``vectors (n, d)`` under sorted ``ids (n,)``."""
+    if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]):
+        raise ValueError("segment ids must be strictly increasing")
+    dim = int(vectors.shape[1])
+    store = FlatIndex(dim)
+    store.add(ids, vectors)
+    index = build_index(spec, dim, ids, vectors, store)
+    final = root / f"{seg_id:08d}"
+    stage = root / f".stage-{seg_id:08d}"
+    remove_tree(stage)
+    stage.mkdir(parents=True)
+    sums = {
+        "vectors.npy": write_array(stage / "vectors.npy", vectors),
+        "ids.npy": write_array(stage / "ids.npy", ids),
+    }
+    if index is not store and type(index).persist:
+        index.save(stage / "index")
+        for f in sorted((stage / "index").iterdir()):
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+            sums[f"index/{f.name}"] = file_crc32(f)
+        fsync_dir(stage / "index")
+    meta = {
+        "id": seg_id,
+        "n": len(ids),
+        "dim": dim,
+        "spec": spec,
+        "created_at": time.time(),
+        "crc32": sums,
+    }
+    atomic_write_bytes(stage / "meta.json", json.dumps(meta, indent=1).encode())
+    os.replace(stage, final)
+    fsync_dir(root)
+    return Segment(seg_id, store, index, meta)
+
+
+def load_segment(path: Path, verify: bool = True) -> Segment:
+    """Load a sealed segment, checking every file against its recorded crc32."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise SegmentCorrupt(f"{path}: unreadable meta.json ({exc})") from exc
+    if verify:
+        for name, crc in meta["crc32"].items():
+            f = path / name
+            if not f.exists() or file_crc32(f) != crc:
+                raise SegmentCorrupt(f"{path}: {name} is missing or fails its checksum")
+    ids = np.load(path / "ids.npy")
+    vectors = np.load(path / "vectors.npy")
+    store = FlatIndex(int(meta["dim"]))
+    store.add(ids, vectors)
+    spec = str(meta["spec"])
+    cls = lookup(parse_spec(spec).parts[0].name)
+    index: Index
+    if cls is FlatIndex:
+        index = store
+    elif (path / "index").is_dir():
+        index = cls.load(path / "index")
+    else:
+        index = build_index(spec, store.dim, ids, vectors, store)
+    return Segment(int(meta["id"]), store, index, meta)
