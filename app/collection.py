@@ -87,7 +87,8 @@ class Collection:
         self.wal.last_seq = max(self.wal.last_seq, sealed, applied)
         self._next_iid = max_iid + 1
         live = self.points.iids()
-        for part in [*self._segments, self._tail]:
+        parts: list[Segment | FlatIndex] = [*self._segments, self._tail]
+        for part in parts:
             part.remove(np.setdiff1d(part.ids, live, assume_unique=True))
         log.info(
             "collection %s: %d segments, %d WAL records replayed, %d points",
@@ -115,7 +116,8 @@ class Collection:
                     f"{self.config.name!r} expects {self.dim}",
                     {"index": i, "expected": self.dim, "got": len(v)},
                 )
-        x = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), self.dim)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+            x = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), self.dim)
         bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
         if len(bad):
             raise InvalidInput(
@@ -188,7 +190,8 @@ class Collection:
 
     def _tombstone(self, iids: I64) -> None:
         iids = np.sort(iids)
-        for part in [*self._segments, *self._frozen, self._tail]:
+        parts: list[Segment | FlatIndex] = [*self._segments, *self._frozen, self._tail]
+        for part in parts:
             part.remove(iids)
 
     # ---- sealing --------------------------------------------------------------------------
@@ -260,7 +263,8 @@ class Collection:
         for store in [s.store for s in segs] + tails:
             rows = store.rows_of(np.array([iid], dtype=np.int64))
             if len(rows) and store.alive_mask()[rows[0]]:
-                return store.vectors[rows[0]].copy()
+                vec: F32 = store.vectors[rows[0]].copy()
+                return vec
         return None
 
     def get(self, point_id: int | str) -> tuple[int, Any] | None:

@@ -42,7 +42,7 @@ class SearchService:
             for orphan in self.catalog.orphans():
                 log.warning("removing orphan collection directory %s", orphan)
                 remove_tree(orphan)
-            for config in self.catalog.list():
+            for config in self.catalog.configs():
                 path = self.catalog.path_of(config.name)
                 self._collections[config.name] = Collection(path, config, self.settings)
             self.ready.set()

@@ -70,8 +70,10 @@ class IdSelector:
             pos = np.searchsorted(index_ids, self.ids)
             inside = pos < len(index_ids)
             pos = pos[inside]
-            return pos[index_ids[pos] == self.ids[inside]].astype(np.int64)
-        return np.flatnonzero(np.isin(index_ids, self.ids)).astype(np.int64)
+            rows: I64 = pos[index_ids[pos] == self.ids[inside]].astype(np.int64)
+            return rows
+        found: I64 = np.flatnonzero(np.isin(index_ids, self.ids)).astype(np.int64)
+        return found
 
 
 @runtime_checkable

@@ -54,7 +54,8 @@ class Catalog:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(
-                "CREATE TABLE IF NOT EXISTS collections (name TEXT PRIMARY KEY, config TEXT NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS collections "
+                "(name TEXT PRIMARY KEY, config TEXT NOT NULL)"
             )
 
     def close(self) -> None:
@@ -64,7 +65,7 @@ class Catalog:
     def path_of(self, name: str) -> Path:
         return self.collections_dir / name
 
-    def list(self) -> list[CollectionConfig]:
+    def configs(self) -> list[CollectionConfig]:
         with self._lock:
             rows = self._db.execute("SELECT config FROM collections ORDER BY name").fetchall()
         return [CollectionConfig.from_json(r[0]) for r in rows]
@@ -88,5 +89,5 @@ class Catalog:
 
     def orphans(self) -> list[Path]:
         """Collection directories with no catalog row (interrupted create or delete)."""
-        known = {c.name for c in self.list()}
+        known = {c.name for c in self.configs()}
         return [p for p in self.collections_dir.iterdir() if p.name not in known]

@@ -131,7 +131,8 @@ class PointStore:
         with self._lock:
             for i in range(0, len(iids), 500):
                 chunk = [int(x) for x in iids[i : i + 500]]
-                q = f"SELECT iid, key, payload FROM points WHERE iid IN ({','.join('?' * len(chunk))})"
+                marks = ",".join("?" * len(chunk))
+                q = f"SELECT iid, key, payload FROM points WHERE iid IN ({marks})"
                 for iid, key, payload in self._db.execute(q, chunk):
                     out[iid] = (key, None if payload is None else orjson.loads(payload))
         return out

@@ -37,7 +37,7 @@ def delete_points(name: str, body: DeleteRequest, service: ServiceDep) -> Delete
     return DeleteResult(**service.delete(name, body.ids, body.filter))
 
 
-@router.post("/scroll", response_model=ScrollResult, response_model_exclude_none=True)
+@router.post("/scroll", response_model=ScrollResult)
 def scroll_points(name: str, body: ScrollRequest, service: ServiceDep) -> ScrollResult:
     page = service.scroll(
         name, body.limit, body.cursor, body.filter, body.with_payload, body.with_vector

@@ -1,0 +1,34 @@
+"""Shared fixtures: seeded data, a settings object on a temp dir, an app client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from support import wait_ready
+
+from app.api.app import create_app
+from app.config import Settings
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1338)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", seal_threshold=64, max_segments=3)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """An httpx-based client against the ASGI app, lifespan included."""
+    with TestClient(create_app(settings)) as c:
+        wait_ready(c)
+        yield c

@@ -1,0 +1,95 @@
+"""Helpers shared by tests (importable as ``support``: ``tests/`` is on pytest's pythonpath)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from fastapi.testclient import TestClient
+
+
+def brute_force(
+    xb: np.ndarray, ids: np.ndarray, xq: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ground truth: exact top-k by inner product, ties by ascending id."""
+    scores = xq @ xb.T
+    out_i = np.full((len(xq), k), -1, dtype=np.int64)
+    out_s = np.full((len(xq), k), -np.inf, dtype=np.float32)
+    for q in range(len(xq)):
+        o = np.lexsort((ids, -scores[q]))[:k]
+        out_i[q, : len(o)] = ids[o]
+        out_s[q, : len(o)] = scores[q, o]
+    return out_s, out_i
+
+
+def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get("/readyz").status_code == 200:
+            return
+        time.sleep(0.02)
+    raise TimeoutError("service did not become ready")
+
+
+class Server:
+    """A real ``innerspace serve`` subprocess on a free loopback port."""
+
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.env = env
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> Server:
+        exe = shutil.which("innerspace")
+        cmd = [exe] if exe else [sys.executable, "-m", "app"]
+        cmd += [
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        env = {**os.environ, "INNERSPACE_LOG_LEVEL": "warning", **self.env}
+        self.log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError("server did not become ready")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no flush."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+        self.log.close()
+
+    def stop(self) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+        self.proc.wait(30)
+        self.log.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
