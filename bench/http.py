@@ -1,0 +1,155 @@
+"""End-to-end HTTP search latency against the same search run in-process, side by side.
+
+A real ``innerspace serve`` process holds the collection; an in-process ``SearchService`` opens a
+copy of the same data directory. Queries alternate HTTP / in-process after a warm-up, so both see
+the same machine state; we report medians, p99 and the HTTP overhead. Ingest through the API
+(client to durable) is timed on the way.
+
+    python -m bench.http [--n 100000] [--dim 384] [--queries 200] [--tiny]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from app.config import Settings
+from app.search import Query
+from app.service import SearchService
+from bench.report import git_commit, update_section, write_json
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "app", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    env = {"INNERSPACE_LOG_LEVEL": "warning", "INNERSPACE_SEAL_THRESHOLD": "10000000"}
+    proc = subprocess.Popen(cmd, env={**__import__("os").environ, **env})
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def run(n: int, dim: int, nq: int, batch: int) -> dict[str, Any]:
+    rng = np.random.default_rng(42)
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    queries = rng.standard_normal((nq, dim), dtype=np.float32)
+    work = Path(tempfile.mkdtemp(prefix="innerspace-bench-"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_server(work / "served", port)
+    out: dict[str, Any] = {"n": n, "dim": dim, "queries": nq, "k": 10}
+    try:
+        with httpx.Client(base_url=url, timeout=120) as c:
+            c.post("/collections", json={"name": "b", "dim": dim}).raise_for_status()
+            t0 = time.perf_counter()
+            for i in range(0, n, batch):
+                pts = [{"id": i + j, "vector": v.tolist()} for j, v in enumerate(x[i : i + batch])]
+                c.put("/collections/b/points", json={"points": pts}).raise_for_status()
+            ingest = time.perf_counter() - t0
+            out["ingest_points_per_s"] = n / ingest
+            c.post("/collections/b/flush").raise_for_status()
+            proc.terminate()
+            proc.wait(60)
+            shutil.copytree(work / "served", work / "local")
+            proc = start_server(work / "served", port)
+            svc = SearchService(Settings(data_dir=work / "local"))
+            svc.open()
+            http_ms: list[float] = []
+            local_ms: list[float] = []
+            agree = 0
+            for rep in range(nq + 5):  # the first 5 are warm-up
+                q = queries[rep % nq]
+                t0 = time.perf_counter()
+                r = c.post("/collections/b/search", json={"vector": q.tolist(), "k": 10})
+                t1 = time.perf_counter()
+                hits = svc.search("b", [Query(vector=q.tolist(), k=10)])[0].hits
+                t2 = time.perf_counter()
+                if rep >= 5:
+                    http_ms.append((t1 - t0) * 1000)
+                    local_ms.append((t2 - t1) * 1000)
+                    agree += [h["id"] for h in r.json()["hits"]] == [h.id for h in hits]
+            svc.close()
+            out |= {
+                "http_p50_ms": pct(http_ms, 50),
+                "http_p99_ms": pct(http_ms, 99),
+                "inproc_p50_ms": pct(local_ms, 50),
+                "inproc_p99_ms": pct(local_ms, 99),
+                "http_overhead_p50_ms": pct(http_ms, 50) - pct(local_ms, 50),
+                "same_results": agree / nq,
+            }
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def table(r: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            f"{r['n']:,} × {r['dim']} float32, k=10, {r['queries']} sequential single queries "
+            "(medians; HTTP and in-process interleaved).",
+            "",
+            "| path | p50 ms | p99 ms |",
+            "|---|---|---|",
+            f"| HTTP (`POST /search`, real server) | {r['http_p50_ms']:.2f} | {r['http_p99_ms']:.2f} |",
+            f"| in-process `SearchService.search` | {r['inproc_p50_ms']:.2f} | "
+            f"{r['inproc_p99_ms']:.2f} |",
+            "",
+            f"HTTP overhead at p50: {r['http_overhead_p50_ms']:.2f} ms; identical results: "
+            f"{r['same_results']:.0%}. Ingest through `PUT points` (batches of 1,000, JSON, "
+            f"fsync per batch): {r['ingest_points_per_s']:,.0f} points/s.",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--n", type=int, default=100_000)
+    p.add_argument("--dim", type=int, default=384)
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--tiny", action="store_true", help="seconds-long smoke run (CI)")
+    p.add_argument("--no-write", action="store_true", help="print only; keep results untouched")
+    a = p.parse_args(argv)
+    if a.tiny:
+        a.n, a.dim, a.queries = 2000, 32, 20
+    r = run(a.n, a.dim, a.queries, batch=1000)
+    r |= {"commit": git_commit(), "date": time.strftime("%Y-%m-%d")}
+    print(json.dumps(r, indent=1))
+    if not a.no_write and not a.tiny:
+        write_json(RESULTS / "http.json", r)
+        update_section("http", "## HTTP vs in-process search\n\n" + table(r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
