@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,9 @@ class Collection:
         mpath = self.path / "manifest.json"
         if mpath.exists():
             self._manifest = json.loads(mpath.read_text())
+            # The manifest, not the catalog, is the truth about the built spec: a crash between
+            # the two commits of a rebuild leaves the catalog one step behind.
+            self.config = replace(self.config, index=self._manifest.get("spec", self.config.index))
         keep = {f"{s:08d}" for s in self._manifest["segments"]}
         for d in (self.path / "segments").iterdir():
             if d.name not in keep:  # staged or superseded by a crash mid-seal
@@ -216,40 +221,77 @@ class Collection:
     def seal(self) -> dict[str, int]:
         """Move the tail (and, past ``max_segments``, every segment) into one new segment."""
         with self._seal_lock:
+            return self._seal_locked()
+
+    def _write_manifest(self, **changes: Any) -> None:
+        manifest = {**self._manifest, **changes, "spec": self.config.index}
+        atomic_write_bytes(self.path / "manifest.json", json.dumps(manifest).encode())
+        self._manifest = manifest
+
+    def _seal_locked(self) -> dict[str, int]:
+        with self._lock:
+            tail = self._tail
+            merge = len(self._segments) >= self.settings.max_segments
+            if len(tail) == 0 and not merge:
+                return {"sealed": 0, "segments": len(self._segments)}
+            boundary = self.wal.roll()
+            self._frozen.append(tail)
+            self._tail = FlatIndex(self.dim)
+            sources: list[FlatIndex] = [s.store for s in self._segments] if merge else []
+            sources.append(tail)
+            snaps = [src.alive_mask() for src in sources]
+            seg_id = int(self._manifest["next_segment"])
+        ids = np.concatenate([s.ids[m] for s, m in zip(sources, snaps, strict=True)])
+        x = np.concatenate([s.vectors[m] for s, m in zip(sources, snaps, strict=True)])
+        seg = write_segment(self.path / "segments", seg_id, self.config.index, ids, x)
+        with self._lock:
+            for src, snap in zip(sources, snaps, strict=True):
+                died = snap & ~src.alive_mask()[: len(snap)]
+                seg.remove(src.ids[: len(snap)][died])
+            kept = [] if merge else list(self._segments)
+            dropped = list(self._segments) if merge else []
+            self.points.checkpoint()
+            self._write_manifest(
+                segments=[s.id for s in kept] + [seg.id],
+                sealed_seq=boundary,
+                next_segment=seg_id + 1,
+            )
+            self._segments = [*kept, seg]
+            self._frozen.remove(tail)
+        self.wal.drop_through(boundary)
+        for s in dropped:
+            remove_tree(self.path / "segments" / f"{s.id:08d}")
+        return {"sealed": len(ids), "segments": len(self._segments)}
+
+    @contextmanager
+    def building(self) -> Iterator[tuple[list[Segment], int]]:
+        """Hold off seals for a rebuild: seal the tail now, then yield the sealed segments and
+        a reserved segment id. New writes meanwhile stay in the (exactly scanned) tail."""
+        with self._seal_lock:
+            self._seal_locked()
             with self._lock:
-                tail = self._tail
-                merge = len(self._segments) >= self.settings.max_segments
-                if len(tail) == 0 and not merge:
-                    return {"sealed": 0, "segments": len(self._segments)}
-                boundary = self.wal.roll()
-                self._frozen.append(tail)
-                self._tail = FlatIndex(self.dim)
-                sources: list[FlatIndex] = [s.store for s in self._segments] if merge else []
-                sources.append(tail)
-                snaps = [src.alive_mask() for src in sources]
                 seg_id = int(self._manifest["next_segment"])
-            ids = np.concatenate([s.ids[m] for s, m in zip(sources, snaps, strict=True)])
-            x = np.concatenate([s.vectors[m] for s, m in zip(sources, snaps, strict=True)])
-            seg = write_segment(self.path / "segments", seg_id, self.config.index, ids, x)
-            with self._lock:
-                for src, snap in zip(sources, snaps, strict=True):
-                    died = snap & ~src.alive_mask()[: len(snap)]
-                    seg.remove(src.ids[: len(snap)][died])
-                kept = [] if merge else list(self._segments)
-                dropped = list(self._segments) if merge else []
-                self.points.checkpoint()
-                self._manifest = {
-                    "segments": [s.id for s in kept] + [seg.id],
-                    "sealed_seq": boundary,
-                    "next_segment": seg_id + 1,
-                }
-                atomic_write_bytes(self.path / "manifest.json", json.dumps(self._manifest).encode())
-                self._segments = [*kept, seg]
-                self._frozen.remove(tail)
-            self.wal.drop_through(boundary)
-            for s in dropped:
-                remove_tree(self.path / "segments" / f"{s.id:08d}")
-            return {"sealed": len(ids), "segments": len(self._segments)}
+                self._manifest["next_segment"] = seg_id + 1
+                sources = list(self._segments)
+            yield sources, seg_id
+
+    def install_build(self, seg_id: int | None, spec: str, replaced: list[Segment]) -> None:
+        """Swap the rebuilt segment in for ``replaced`` in one manifest commit (call inside
+        :meth:`building`)."""
+        seg = None
+        if seg_id is not None:
+            seg = load_segment(self.path / "segments" / f"{seg_id:08d}")
+        with self._lock:
+            if seg is not None:
+                seg.remove(np.setdiff1d(seg.ids, self.points.iids(), assume_unique=True))
+            gone = {s.id for s in replaced}
+            kept = [s for s in self._segments if s.id not in gone]
+            self.config = replace(self.config, index=spec)
+            new = ([seg] if seg is not None else []) + kept
+            self._write_manifest(segments=[s.id for s in new])
+            self._segments = new
+        for s in replaced:
+            remove_tree(self.path / "segments" / f"{s.id:08d}")
 
     # ---- reads ----------------------------------------------------------------------------
 

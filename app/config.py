@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     max_segments: int = Field(8, ge=1, description="more sealed segments than this are merged")
     verify_checksums: bool = Field(True, description="check segment crc32s when loading")
 
+    job_workers: int = Field(2, ge=1, description="jobs (builds, imports) that run at once")
+    max_upload_bytes: int = Field(
+        16 * 1024**3, ge=1024, description="largest file accepted by the import upload route"
+    )
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from app.collection import Collection
 from app.config import Settings
 from app.errors import AlreadyExists, InvalidInput, NotFound, Unavailable
 from app.filters import Filter
+from app.jobs import HANDLERS, Job, JobRunner, JobTable
+from app.jobs.imports import detect_format
 from app.search import Outcome, Query, search
 from app.store.catalog import Catalog, CollectionConfig
 from app.store.fsutil import fsync_dir, remove_tree
@@ -35,6 +38,12 @@ class SearchService:
         self._lock = threading.Lock()  # guards the dict and create/delete
         self.ready = threading.Event()
         self.load_error: str | None = None
+        self.jobs = JobRunner(
+            self,
+            JobTable(Path(settings.data_dir) / "catalog.sqlite"),
+            HANDLERS,
+            workers=settings.job_workers,
+        )
 
     def open(self) -> None:
         """Clean orphans, load every collection, then mark the service ready."""
@@ -46,12 +55,14 @@ class SearchService:
                 path = self.catalog.path_of(config.name)
                 self._collections[config.name] = Collection(path, config, self.settings)
             self.ready.set()
+            self.jobs.start()
         except Exception as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.exception("loading collections failed")
             raise
 
     def close(self) -> None:
+        self.jobs.stop()
         with self._lock:
             for col in self._collections.values():
                 col.close()
@@ -210,3 +221,45 @@ class SearchService:
 
     def count(self, name: str, flt: Filter | None) -> int:
         return self.collection(name).points.count(flt)
+
+    # ---- jobs -----------------------------------------------------------------------------
+
+    def build_index(self, name: str, spec: str) -> Job:
+        """Queue a (re)build of ``name``'s index under ``spec``."""
+        col = self.collection(name)
+        try:
+            canonical = index_factory(col.dim, spec).spec
+        except SpecError as exc:
+            raise InvalidInput(f"bad index spec {spec!r}: {exc}") from None
+        return self.jobs.submit("build", name, {"spec": canonical})
+
+    def import_file(
+        self,
+        name: str,
+        path: str,
+        fmt: str | None = None,
+        ids_path: str | None = None,
+        payloads_path: str | None = None,
+        delete_after: bool = False,
+    ) -> Job:
+        """Queue an import of a server-side file (NDJSON, .npy or Parquet)."""
+        self.collection(name)
+        for label, p in (("path", path), ("ids_path", ids_path), ("payloads_path", payloads_path)):
+            if p is not None and not Path(p).is_file():
+                raise InvalidInput(f"{label} {p!r} is not a readable file on the server")
+        params = {
+            "path": str(Path(path).resolve()),
+            "format": detect_format(path, fmt),
+            "ids_path": ids_path,
+            "payloads_path": payloads_path,
+            "delete_after": delete_after,
+        }
+        return self.jobs.submit("import", name, params)
+
+    def upload_path(self, name: str, fmt: str) -> Path:
+        """Where an uploaded import file for ``name`` is spooled before its job reads it."""
+        self.collection(name)
+        detect_format("upload", fmt)
+        uploads = Path(self.settings.data_dir) / "uploads"
+        uploads.mkdir(exist_ok=True)
+        return uploads / f"{name}-{uuid.uuid4().hex[:12]}.{fmt}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import app as app_pkg
-from app.api.routes import collections, health, points, search
+from app.api.routes import collections, health, jobs, points, search
 from app.config import Settings, get_settings
 from app.errors import BadRequest, InnerspaceError, InvalidInput, PayloadTooLarge
 from app.service import SearchService
@@ -70,14 +71,18 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=500)
 
 
+#: Streams to disk under its own, larger limit (``max_upload_bytes``).
+UPLOAD_ROUTE = re.compile(r"^/collections/[^/]+/import/upload$")
+
+
 class BodyLimit:
     """Refuse bodies over ``limit`` bytes with 413 before the route parses them."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, exempt: re.Pattern[str]) -> None:
+        self.app, self.limit, self.exempt = app, limit, exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or self.exempt.match(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -148,7 +153,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
     api.add_exception_handler(RequestValidationError, _on_validation)
     api.add_exception_handler(StarletteHTTPException, _on_http)
     api.add_exception_handler(Exception, _on_unexpected)
-    api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    for module in (health, collections, points, search):
+    api.add_middleware(BodyLimit, limit=settings.max_body_bytes, exempt=UPLOAD_ROUTE)
+    for module in (health, collections, points, search, jobs):
         api.include_router(module.router)
     return api

@@ -165,3 +165,37 @@ class ErrorBody(BaseModel):
 class Health(BaseModel):
     status: str
     collections: int | None = None
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    collection: str
+    state: str
+    phase: str
+    done: int
+    total: int | None
+    rate_per_s: float | None
+    eta_s: float | None
+    error: str | None
+    result: dict[str, Any] | None
+    attempts: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    params: dict[str, Any]
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+class BuildRequest(_Body):
+    spec: str = Field(examples=["HNSW(m=32)"], description="index spec to build")
+
+
+class ImportRequest(_Body):
+    path: str = Field(description="a file on the server: NDJSON, .npy or Parquet")
+    format: Literal["ndjson", "npy", "parquet"] | None = None
+    ids_path: str | None = Field(None, description=".npy of int ids aligned with an .npy import")
+    payloads_path: str | None = Field(None, description="NDJSON payloads aligned with .npy rows")

@@ -82,6 +82,12 @@ class Catalog:
                 return False
         return True
 
+    def update(self, config: CollectionConfig) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE collections SET config=? WHERE name=?", (config.to_json(), config.name)
+            )
+
     def remove(self, name: str) -> bool:
         with self._lock:
             cur = self._db.execute("DELETE FROM collections WHERE name=?", (name,))

@@ -63,6 +63,44 @@ def build_index(spec: str, dim: int, ids: I64, vectors: F32, store: FlatIndex) -
     return index
 
 
+def stage_dir(root: Path, seg_id: int) -> Path:
+    """A fresh, empty staging directory for segment ``seg_id``."""
+    stage = root / f".stage-{seg_id:08d}"
+    remove_tree(stage)
+    stage.mkdir(parents=True)
+    return stage
+
+
+def finish_segment(
+    root: Path, seg_id: int, stage: Path, spec: str, index: Index | None, n: int, dim: int
+) -> dict[str, Any]:
+    """Persist ``index`` (when worth it), checksum every file, write ``meta.json`` last and
+    rename the staged directory into place. Returns the meta."""
+    if index is not None and type(index).persist:
+        index.save(stage / "index")
+        for f in sorted((stage / "index").iterdir()):
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        fsync_dir(stage / "index")
+    sums = {
+        str(f.relative_to(stage)): file_crc32(f)
+        for f in sorted(stage.rglob("*"))
+        if f.is_file() and f.name != "meta.json"
+    }
+    meta = {
+        "id": seg_id,
+        "n": n,
+        "dim": dim,
+        "spec": spec,
+        "created_at": time.time(),
+        "crc32": sums,
+    }
+    atomic_write_bytes(stage / "meta.json", json.dumps(meta, indent=1).encode())
+    os.replace(stage, root / f"{seg_id:08d}")
+    fsync_dir(root)
+    return meta
+
+
 def write_segment(root: Path, seg_id: int, spec: str, ids: I64, vectors: F32) -> Segment:
     """Build, persist and return a segment of ``vectors (n, d)`` under sorted ``ids (n,)``."""
     if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]):
@@ -71,32 +109,12 @@ def write_segment(root: Path, seg_id: int, spec: str, ids: I64, vectors: F32) ->
     store = FlatIndex(dim)
     store.add(ids, vectors)
     index = build_index(spec, dim, ids, vectors, store)
-    final = root / f"{seg_id:08d}"
-    stage = root / f".stage-{seg_id:08d}"
-    remove_tree(stage)
-    stage.mkdir(parents=True)
-    sums = {
-        "vectors.npy": write_array(stage / "vectors.npy", vectors),
-        "ids.npy": write_array(stage / "ids.npy", ids),
-    }
-    if index is not store and type(index).persist:
-        index.save(stage / "index")
-        for f in sorted((stage / "index").iterdir()):
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-            sums[f"index/{f.name}"] = file_crc32(f)
-        fsync_dir(stage / "index")
-    meta = {
-        "id": seg_id,
-        "n": len(ids),
-        "dim": dim,
-        "spec": spec,
-        "created_at": time.time(),
-        "crc32": sums,
-    }
-    atomic_write_bytes(stage / "meta.json", json.dumps(meta, indent=1).encode())
-    os.replace(stage, final)
-    fsync_dir(root)
+    stage = stage_dir(root, seg_id)
+    write_array(stage / "vectors.npy", vectors)
+    write_array(stage / "ids.npy", ids)
+    meta = finish_segment(
+        root, seg_id, stage, spec, None if index is store else index, len(ids), dim
+    )
     return Segment(seg_id, store, index, meta)
 
 

@@ -1,0 +1,15 @@
+"""Durable background jobs: index builds and bulk imports (one model, one runner)."""
+
+from __future__ import annotations
+
+from app.jobs import build, imports
+from app.jobs.model import Job, JobTable
+from app.jobs.runner import Handler, JobRunner
+
+#: Every job kind, by name: the one place a new kind is registered.
+HANDLERS: dict[str, Handler] = {
+    "build": build.run,
+    "import": imports.run,
+}
+
+__all__ = ["HANDLERS", "Job", "JobRunner", "JobTable"]

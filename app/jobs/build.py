@@ -1,0 +1,103 @@
+"""Index build jobs: rebuild a collection's sealed data as one segment under a new spec.
+
+The parent seals the tail, reserves a segment id and starts a worker process
+(``app.jobs.worker``, a fresh interpreter) that streams the sealed segments' vectors
+(memory-mapped) into the new index and a new segment directory, reporting progress as JSON lines
+on its stdout. Only after the worker has renamed the finished segment into place does the parent
+swap it in (one manifest commit); searches meanwhile use the old segments plus the exact tail.
+Cancel kills the worker; its staging directory is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.jobs.runner import Cancelled, Interrupted, JobContext
+from app.store.fsutil import remove_tree
+
+if TYPE_CHECKING:
+    from app.service import SearchService
+
+
+def run(ctx: JobContext, service: SearchService) -> dict[str, Any]:
+    """Job handler for ``kind="build"``; ``params = {"spec": canonical spec}``."""
+    spec = str(ctx.job.params["spec"])
+    col = service.collection(ctx.job.collection)
+    t0 = time.perf_counter()
+    ctx.progress("sealing", 0, None)
+    with col.building() as (sources, seg_id):
+        root = col.path / "segments"
+        if not sources:
+            col.install_build(None, spec, [])
+            service.catalog.update(col.config)
+            return {"spec": spec, "vectors": 0, "build_s": 0.0}
+        ctx.check()
+        meta, rss = _spawn(
+            ctx, [str(root / f"{s.id:08d}") for s in sources], root, seg_id, spec, col.dim
+        )
+        ctx.progress("installing", int(meta["n"]), int(meta["n"]))
+        col.install_build(seg_id, spec, sources)
+        service.catalog.update(col.config)
+    return {
+        "spec": spec,
+        "vectors": int(meta["n"]),
+        "segment": seg_id,
+        "build_s": time.perf_counter() - t0,
+        "worker_peak_rss_bytes": rss,
+    }
+
+
+def _spawn(
+    ctx: JobContext, sources: list[str], root: Path, seg_id: int, spec: str, dim: int
+) -> tuple[dict[str, Any], int]:
+    """Run ``app.jobs.worker`` in a fresh interpreter; its stdout carries JSON progress lines."""
+    args = json.dumps(
+        {"sources": sources, "root": str(root), "seg_id": seg_id, "spec": spec, "dim": dim}
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.jobs.worker", args], stdout=subprocess.PIPE, text=True
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True, name=f"build-{ctx.job.id}-out").start()
+    result: tuple[dict[str, Any], int] | None = None
+    try:
+        while result is None:
+            if ctx.cancel_event.is_set():
+                raise Cancelled()
+            if ctx.stopping:
+                raise Interrupted()
+            try:
+                line = lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            msg = json.loads(line)
+            if "progress" in msg:
+                phase, done, total = msg["progress"]
+                ctx.progress(phase, int(done), int(total))
+            elif "done" in msg:
+                result = (msg["done"], int(msg["rss"]))
+    finally:
+        if proc.poll() is None and result is None:
+            proc.kill()
+        proc.wait(timeout=60)
+        if result is None:
+            remove_tree(root / f".stage-{seg_id:08d}")
+    if result is None:
+        raise RuntimeError(f"build worker exited with code {proc.returncode} before finishing")
+    return result

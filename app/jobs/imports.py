@@ -1,0 +1,196 @@
+"""Bulk import jobs: NDJSON, ``.npy`` (+ ids / payloads files) and Parquet, streamed in batches
+through the same durable upsert path as ``PUT points``.
+
+Bad records do not abort the import: each is skipped and reported with its line (row) number,
+the first :data:`MAX_ERRORS` in full, the rest counted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from app.errors import InvalidInput
+from app.jobs.runner import JobContext
+
+if TYPE_CHECKING:
+    from app.service import SearchService
+
+MAX_ERRORS = 100
+BATCH = 1000
+FORMATS = ("ndjson", "npy", "parquet")
+
+Row = tuple[int, Any, Any, Any]  # (line number, id, vector, payload)
+
+
+def detect_format(path: str, given: str | None) -> str:
+    if given is not None:
+        if given not in FORMATS:
+            raise InvalidInput(f"unknown import format {given!r} (known: {', '.join(FORMATS)})")
+        return given
+    suffix = Path(path).suffix.lower().lstrip(".")
+    fmt = {"jsonl": "ndjson", "ndjson": "ndjson", "json": "ndjson", "npy": "npy"}.get(suffix)
+    fmt = fmt or ("parquet" if suffix in ("parquet", "pq") else None)
+    if fmt is None:
+        raise InvalidInput(f"cannot tell the format of {path!r}; pass format={'|'.join(FORMATS)}")
+    return fmt
+
+
+def _check(line: int, pid: Any, vec: Any, payload: Any, dim: int) -> str | None:
+    """Why this record cannot be imported, or None."""
+    if isinstance(pid, bool) or not isinstance(pid, int | str):
+        return "id must be an unsigned integer or a string"
+    if isinstance(pid, int) and not 0 <= pid < 2**63:
+        return "integer ids must be between 0 and 2**63-1"
+    if isinstance(pid, str) and not 1 <= len(pid) <= 256:
+        return "string ids must have 1 to 256 characters"
+    if payload is not None and not isinstance(payload, dict):
+        return "payload must be an object"
+    if isinstance(vec, np.ndarray):
+        if vec.shape != (dim,):
+            return f"vector has {vec.size} dimensions, expected {dim}"
+        return None if np.isfinite(vec).all() else "vector contains NaN or infinity"
+    if not isinstance(vec, list) or len(vec) != dim:
+        got = len(vec) if isinstance(vec, list) else type(vec).__name__
+        return f"vector must be a list of {dim} numbers, got {got}"
+    for v in vec:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            return "vector must hold finite numbers only"
+    return None
+
+
+def _ndjson(path: Path) -> tuple[int, Iterator[Row | tuple[int, str]]]:
+    with open(path, "rb") as fh:
+        total = sum(1 for line in fh if line.strip())
+
+    def rows() -> Iterator[Row | tuple[int, str]]:
+        with open(path, "rb") as fh:
+            for no, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    rec = json.loads(raw)
+                except ValueError as exc:
+                    yield no, f"invalid JSON ({exc})"
+                    continue
+                if not isinstance(rec, dict) or "id" not in rec or "vector" not in rec:
+                    yield no, "each line must be an object with 'id' and 'vector'"
+                    continue
+                yield no, rec["id"], rec["vector"], rec.get("payload")
+
+    return total, rows()
+
+
+def _npy(path: Path, params: dict[str, Any]) -> tuple[int, Iterator[Row | tuple[int, str]]]:
+    x = np.load(path, mmap_mode="r")
+    if x.ndim != 2:
+        raise InvalidInput(f"{path.name}: expected a 2-d array of vectors, got shape {x.shape}")
+    ids = np.load(params["ids_path"]) if params.get("ids_path") else np.arange(len(x))
+    if len(ids) != len(x):
+        raise InvalidInput(f"ids file has {len(ids)} rows, vectors file has {len(x)}")
+    payloads = params.get("payloads_path")
+
+    def rows() -> Iterator[Row | tuple[int, str]]:
+        fh = open(payloads, "rb") if payloads else None  # noqa: SIM115 - closed below
+        try:
+            for i in range(len(x)):
+                payload = json.loads(fh.readline() or b"null") if fh is not None else None
+                pid = ids[i].item()
+                yield i + 1, pid, np.asarray(x[i], dtype=np.float32), payload
+        finally:
+            if fh is not None:
+                fh.close()
+
+    return len(x), rows()
+
+
+def _parquet(path: Path) -> tuple[int, Iterator[Row | tuple[int, str]]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InvalidInput(
+            "Parquet import needs pyarrow: pip install 'innerspace[parquet]'"
+        ) from None
+    pf = pq.ParquetFile(path)
+    names = set(pf.schema_arrow.names)
+    if not {"id", "vector"} <= names:
+        raise InvalidInput(
+            f"{path.name}: Parquet needs columns 'id' and 'vector', has {sorted(names)}"
+        )
+
+    def rows() -> Iterator[Row | tuple[int, str]]:
+        no = 0
+        cols = ["id", "vector"] + (["payload"] if "payload" in names else [])
+        for batch in pf.iter_batches(batch_size=BATCH, columns=cols):
+            data = batch.to_pydict()
+            for j in range(batch.num_rows):
+                no += 1
+                payload = data["payload"][j] if "payload" in data else None
+                if isinstance(payload, str):
+                    try:
+                        payload = json.loads(payload)
+                    except ValueError:
+                        yield no, "payload column holds a string that is not JSON"
+                        continue
+                yield no, data["id"][j], data["vector"][j], payload
+
+    return pf.metadata.num_rows, rows()
+
+
+def open_source(params: dict[str, Any]) -> tuple[int, Iterator[Row | tuple[int, str]]]:
+    path = Path(params["path"])
+    fmt = detect_format(str(path), params.get("format"))
+    if fmt == "ndjson":
+        return _ndjson(path)
+    if fmt == "npy":
+        return _npy(path, params)
+    return _parquet(path)
+
+
+def run(ctx: JobContext, service: SearchService) -> dict[str, Any]:
+    """Job handler for ``kind="import"``."""
+    params = ctx.job.params
+    col = service.collection(ctx.job.collection)
+    total, rows = open_source(params)
+    errors: list[dict[str, Any]] = []
+    failed = imported = seen = 0
+    seq = 0
+    batch: dict[str, tuple[Any, Any, Any]] = {}
+
+    def flush() -> None:
+        nonlocal imported, seq
+        if batch:
+            ids, vecs, pays = zip(*batch.values(), strict=True)
+            _, seq = col.upsert(list(ids), list(vecs), list(pays))
+            imported += len(batch)
+            batch.clear()
+
+    ctx.progress("importing", 0, total)
+    for row in rows:
+        seen += 1
+        problem = row[1] if len(row) == 2 else _check(*row, dim=col.dim)
+        if problem is not None:
+            failed += 1
+            if len(errors) < MAX_ERRORS:
+                errors.append({"line": row[0], "error": problem})
+        else:
+            _, pid, vec, payload = row  # type: ignore[misc]
+            key = json.dumps(pid)
+            if key in batch:  # a repeated id: the later line wins, in order
+                flush()
+            batch[key] = (pid, vec, payload)
+            if len(batch) >= BATCH:
+                flush()
+        if seen % BATCH == 0:
+            ctx.progress("importing", seen, total)
+            ctx.check()
+    flush()
+    ctx.progress("importing", seen, total)
+    if params.get("delete_after"):
+        Path(params["path"]).unlink(missing_ok=True)
+    return {"imported": imported, "failed": failed, "errors": errors, "seq": seq}
