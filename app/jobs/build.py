@@ -72,7 +72,8 @@ def _spawn(
             lines.put(line)
         lines.put(None)
 
-    threading.Thread(target=pump, daemon=True, name=f"build-{ctx.job.id}-out").start()
+    reader = threading.Thread(target=pump, daemon=True, name=f"build-{ctx.job.id}-out")
+    reader.start()
     result: tuple[dict[str, Any], int] | None = None
     try:
         while result is None:
@@ -96,6 +97,9 @@ def _spawn(
         if proc.poll() is None and result is None:
             proc.kill()
         proc.wait(timeout=60)
+        reader.join(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
         if result is None:
             remove_tree(root / f".stage-{seg_id:08d}")
     if result is None:
