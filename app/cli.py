@@ -1,4 +1,4 @@
-"""``innerspace`` command line: ``serve`` (more subcommands arrive with jobs and benchmarks)."""
+"""``innerspace`` command line: ``serve``, ``import``, ``jobs``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import app as app_pkg
+from app.cli_jobs import add_commands
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -47,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="port (default 8000, INNERSPACE_PORT)")
     serve.add_argument("--data-dir", type=Path, help="data directory (default ./data)")
     serve.set_defaults(func=_serve)
+    add_commands(sub)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code
