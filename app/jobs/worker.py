@@ -11,6 +11,7 @@ import json
 import os
 import resource
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,13 @@ import numpy as np
 
 from app.store.fsutil import write_array
 from app.store.segments import finish_segment, stage_dir
+from index.base import F32
 from index.flat import FlatIndex
 from index.spec import index_factory, lookup, parse_spec
 
 CHUNK = 16384
-TRAIN_SAMPLE = 262_144
+#: Training rows for indexes that train (IVF): an even stride over the data, at most this many.
+TRAIN_SAMPLE = 131_072
 
 
 def emit(msg: dict[str, Any]) -> None:
@@ -30,50 +33,61 @@ def emit(msg: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def read_rows(path: Path, chunk: int) -> Iterator[F32]:
+    """Stream an ``(n, d) float32`` .npy file in row chunks with plain reads: unlike a memory
+    map, pages read this way do not count towards the worker's resident memory."""
+    with open(path, "rb") as fh:
+        major, _ = np.lib.format.read_magic(fh)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if major == 1
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read_header(fh)
+        if fortran or dtype != np.float32 or len(shape) != 2:
+            raise ValueError(f"{path}: expected a C-order (n, d) float32 array")
+        n, d = shape
+        for start in range(0, n, chunk):
+            rows = min(chunk, n - start)
+            buf = np.empty((rows, d), dtype=np.float32)
+            fh.readinto(memoryview(buf).cast("B"))
+            yield buf
+
+
 def build(sources: list[str], root: Path, seg_id: int, spec: str, dim: int) -> dict[str, Any]:
-    """Stream ``sources`` (segment dirs, memory-mapped) into segment ``seg_id`` under ``root``."""
-    parts = []
-    for d in sources:
-        ids = np.load(Path(d) / "ids.npy")
-        parts.append((ids, np.load(Path(d) / "vectors.npy", mmap_mode="r")))
-    parts.sort(key=lambda p: int(p[0][0]) if len(p[0]) else 0)  # keep ids ascending
-    n = sum(len(p[0]) for p in parts)
+    """Stream ``sources`` (segment dirs) into segment ``seg_id`` under ``root``."""
+    parts = [(Path(d), np.load(Path(d) / "ids.npy")) for d in sources]
+    parts.sort(key=lambda p: int(p[1][0]) if len(p[1]) else 0)  # keep ids ascending
+    n = sum(len(ids) for _, ids in parts)
     stage = stage_dir(root, seg_id)
-    write_array(stage / "ids.npy", np.concatenate([p[0] for p in parts]))
-    out = np.lib.format.open_memmap(
-        stage / "vectors.npy", mode="w+", dtype=np.float32, shape=(n, dim)
-    )
+    write_array(stage / "ids.npy", np.concatenate([ids for _, ids in parts]))
     flat = lookup(parse_spec(spec).parts[0].name) is FlatIndex
     index = None if flat else index_factory(dim, spec)
     train = getattr(index, "train", None)
     if train is not None and n:
         emit({"progress": ["training", 0, 1]})
-        rows = np.sort(np.random.default_rng(0).choice(n, size=min(n, TRAIN_SAMPLE), replace=False))
-        bounds = np.cumsum([0] + [len(p[0]) for p in parts])
+        stride = max(1, -(-n // TRAIN_SAMPLE))
         sample = np.concatenate(
-            [
-                np.asarray(p[1][rows[(rows >= lo) & (rows < hi)] - lo])
-                for p, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True)
-            ]
+            [c[::stride] for d, _ in parts for c in read_rows(d / "vectors.npy", CHUNK * stride)]
         )
-        train(np.ascontiguousarray(sample, dtype=np.float32))
+        train(np.ascontiguousarray(sample))
+        del sample
         emit({"progress": ["training", 1, 1]})
     done = 0
-    for ids, vecs in parts:
-        for start in range(0, len(ids), CHUNK):
-            chunk = np.ascontiguousarray(vecs[start : start + CHUNK], dtype=np.float32)
-            out[done : done + len(chunk)] = chunk
-            if index is not None:
-                index.add(ids[start : start + CHUNK], chunk)
-            done += len(chunk)
-            emit({"progress": ["adding", done, n]})
-    out.flush()
-    del out
-    fd = os.open(stage / "vectors.npy", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with open(stage / "vectors.npy", "wb") as out:
+        header = {"descr": "<f4", "fortran_order": False, "shape": (n, dim)}
+        np.lib.format.write_array_header_2_0(out, header)
+        for d, ids in parts:
+            start = 0
+            for chunk in read_rows(d / "vectors.npy", CHUNK):
+                out.write(chunk.tobytes())
+                if index is not None:
+                    index.add(ids[start : start + len(chunk)], chunk)
+                start += len(chunk)
+                done += len(chunk)
+                emit({"progress": ["adding", done, n]})
+        out.flush()
+        os.fsync(out.fileno())
     return finish_segment(root, seg_id, stage, spec, index, n, dim)
 
 
