@@ -8,15 +8,16 @@ the first :data:`MAX_ERRORS` in full, the rest counted.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
 from app.errors import InvalidInput
 from app.jobs.runner import JobContext
+from index.base import F32
 
 if TYPE_CHECKING:
     from app.service import SearchService
@@ -41,27 +42,28 @@ def detect_format(path: str, given: str | None) -> str:
     return fmt
 
 
-def _check(line: int, pid: Any, vec: Any, payload: Any, dim: int) -> str | None:
-    """Why this record cannot be imported, or None."""
+def _check(pid: Any, vec: Any, payload: Any, dim: int) -> tuple[str | None, F32 | None]:
+    """``(problem, None)`` when this record cannot be imported, else ``(None, vector)``."""
     if isinstance(pid, bool) or not isinstance(pid, int | str):
-        return "id must be an unsigned integer or a string"
+        return "id must be an unsigned integer or a string", None
     if isinstance(pid, int) and not 0 <= pid < 2**63:
-        return "integer ids must be between 0 and 2**63-1"
+        return "integer ids must be between 0 and 2**63-1", None
     if isinstance(pid, str) and not 1 <= len(pid) <= 256:
-        return "string ids must have 1 to 256 characters"
+        return "string ids must have 1 to 256 characters", None
     if payload is not None and not isinstance(payload, dict):
-        return "payload must be an object"
-    if isinstance(vec, np.ndarray):
-        if vec.shape != (dim,):
-            return f"vector has {vec.size} dimensions, expected {dim}"
-        return None if np.isfinite(vec).all() else "vector contains NaN or infinity"
-    if not isinstance(vec, list) or len(vec) != dim:
-        got = len(vec) if isinstance(vec, list) else type(vec).__name__
-        return f"vector must be a list of {dim} numbers, got {got}"
-    for v in vec:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            return "vector must hold finite numbers only"
-    return None
+        return "payload must be an object", None
+    if not isinstance(vec, list | np.ndarray):
+        return f"vector must be a list of {dim} numbers, got {type(vec).__name__}", None
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            arr = np.asarray(vec, dtype=np.float32)
+    except (TypeError, ValueError):
+        return "vector must hold numbers only", None
+    if arr.shape != (dim,):
+        return f"vector must be a list of {dim} numbers, got {arr.size}", None
+    if not np.isfinite(arr).all():
+        return "vector contains NaN or infinity (or a value beyond float32)", None
+    return None, arr
 
 
 def _ndjson(path: Path) -> tuple[int, Iterator[Row | tuple[int, str]]]:
@@ -74,8 +76,8 @@ def _ndjson(path: Path) -> tuple[int, Iterator[Row | tuple[int, str]]]:
                 if not raw.strip():
                     continue
                 try:
-                    rec = json.loads(raw)
-                except ValueError as exc:
+                    rec = orjson.loads(raw)
+                except orjson.JSONDecodeError as exc:
                     yield no, f"invalid JSON ({exc})"
                     continue
                 if not isinstance(rec, dict) or "id" not in rec or "vector" not in rec:
@@ -173,13 +175,18 @@ def run(ctx: JobContext, service: SearchService) -> dict[str, Any]:
     ctx.progress("importing", 0, total)
     for row in rows:
         seen += 1
-        problem = row[1] if len(row) == 2 else _check(*row, dim=col.dim)
-        if problem is not None:
+        problem: str | None
+        vec: F32 | None = None
+        if len(row) == 2:
+            problem = row[1]
+        else:
+            _, pid, raw, payload = row
+            problem, vec = _check(pid, raw, payload, col.dim)
+        if problem is not None or vec is None:
             failed += 1
             if len(errors) < MAX_ERRORS:
                 errors.append({"line": row[0], "error": problem})
         else:
-            _, pid, vec, payload = row  # type: ignore[misc]
             key = json.dumps(pid)
             if key in batch:  # a repeated id: the later line wins, in order
                 flush()
