@@ -50,7 +50,7 @@ def read_rows(path: Path, chunk: int) -> Iterator[F32]:
         for start in range(0, n, chunk):
             rows = min(chunk, n - start)
             buf = np.empty((rows, d), dtype=np.float32)
-            fh.readinto(memoryview(buf).cast("B"))
+            fh.readinto(buf.data.cast("B"))
             yield buf
 
 
