@@ -121,7 +121,8 @@ def table(r: dict[str, Any]) -> str:
             "",
             "| path | p50 ms | p99 ms |",
             "|---|---|---|",
-            f"| HTTP (`POST /search`, real server) | {r['http_p50_ms']:.2f} | {r['http_p99_ms']:.2f} |",
+            f"| HTTP (`POST /search`, real server) | {r['http_p50_ms']:.2f} | "
+            f"{r['http_p99_ms']:.2f} |",
             f"| in-process `SearchService.search` | {r['inproc_p50_ms']:.2f} | "
             f"{r['inproc_p99_ms']:.2f} |",
             "",

@@ -25,6 +25,8 @@ from typing import Any
 
 from index.base import Index
 from index.flat import FlatIndex
+from index.hnsw import HNSWIndex
+from index.ivf import IVFIndex
 from index.params import SpecError, bind, canonical_part
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -110,6 +112,8 @@ def parse_spec(text: str) -> IndexSpec:
 #: Every index component, by spec name: the one place a new index is registered.
 REGISTRY: dict[str, type[Any]] = {
     "Flat": FlatIndex,
+    "HNSW": HNSWIndex,
+    "IVF": IVFIndex,
 }
 
 

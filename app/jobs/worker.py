@@ -70,7 +70,10 @@ def build(sources: list[str], root: Path, seg_id: int, spec: str, dim: int) -> d
         sample = np.concatenate(
             [c[::stride] for d, _ in parts for c in read_rows(d / "vectors.npy", CHUNK * stride)]
         )
-        train(np.ascontiguousarray(sample))
+        try:
+            train(np.ascontiguousarray(sample), n_total=n)  # sizes IVF lists for all n rows
+        except TypeError:
+            train(np.ascontiguousarray(sample))
         del sample
         emit({"progress": ["training", 1, 1]})
     done = 0
