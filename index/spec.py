@@ -19,15 +19,13 @@ default filled in, so ``index_factory(d, s).spec`` is the canonical form of ``s`
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from index.base import Index
-from index.flat import FlatIndex
-from index.hnsw import HNSWIndex
-from index.ivf import IVFIndex
-from index.params import SpecError, bind, canonical_part
+from index.params import SpecError, bind
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _KEY = re.compile(r"[a-z][a-z0-9_]*")
@@ -109,43 +107,90 @@ def parse_spec(text: str) -> IndexSpec:
     return IndexSpec(tuple(_parse_part(p) for p in _split_top(text)))
 
 
-#: Every index component, by spec name: the one place a new index is registered.
-REGISTRY: dict[str, type[Any]] = {
-    "Flat": FlatIndex,
-    "HNSW": HNSWIndex,
-    "IVF": IVFIndex,
+#: Every index component, by spec name: the one place a new index is registered. Entries are
+#: ``"module:Class"`` so optional backends are imported only when a spec names them.
+REGISTRY: dict[str, str] = {
+    "Flat": "index.flat:FlatIndex",
+    "HNSW": "index.hnsw:HNSWIndex",
+    "IVF": "index.ivf:IVFIndex",
+    "Binary": "index.binary:BinaryIndex",
+    "Muvera": "index.muvera:MuveraIndex",
+}
+
+#: Parts that may follow an index part and modify it (their ``Params`` dataclasses).
+STAGES: dict[str, str] = {
+    "Rescore": "index.binary:RescoreParams",
+    "MaxSim": "index.maxsim:MaxSimParams",
 }
 
 
-def lookup(name: str) -> type[Any]:
-    """The registered class for a part name; an unknown name lists the known ones."""
+def _resolve(kind: str, table: dict[str, str], name: str) -> Any:
     try:
-        return REGISTRY[name]
+        target = table[name]
     except KeyError:
-        known = ", ".join(sorted(REGISTRY))
-        raise SpecError(f"unknown index component {name!r} (known: {known})") from None
+        known = ", ".join(sorted(table))
+        raise SpecError(f"unknown {kind} {name!r} (known: {known})") from None
+    module, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise SpecError(f"{kind} {name!r} is registered but unavailable: {exc}") from None
 
 
-def canonical(spec: str) -> str:
-    """The canonical form of a spec string (parameters complete and ordered)."""
-    parsed = parse_spec(spec)
+def lookup(name: str) -> type[Any]:
+    """The registered index class for a part name; an unknown name lists the known ones."""
+    cls: type[Any] = _resolve("index component", REGISTRY, name)
+    return cls
+
+
+def available() -> list[str]:
+    """Registered index names whose module imports here, sorted."""
     out = []
-    for part in parsed.parts:
-        cls = lookup(part.name)
-        out.append(canonical_part(part.name, bind(part.name, cls, part)))
-    return ",".join(out)
+    for name in sorted(REGISTRY):
+        try:
+            lookup(name)
+        except SpecError:
+            continue
+        out.append(name)
+    return out
+
+
+def stage_params(part: Part) -> Any:
+    """Bind a stage part (``Rescore(oversample=4)``) to its ``Params`` dataclass."""
+    params_cls = _resolve("stage", STAGES, part.name)
+
+    class _Holder:
+        Params = params_cls
+
+    return bind(part.name, _Holder, part)
 
 
 def index_factory(dim: int, spec: str) -> Index:
-    """Build an empty index of dimension ``dim`` from its spec string."""
+    """Build an empty index of dimension ``dim`` from its spec string.
+
+    A spec of several parts is handed to the first part's class: ``cls.compose(dim, params,
+    rest)`` builds the composite (e.g. ``Binary(...),Rescore(...)`` or
+    ``Muvera(...),Flat,MaxSim(...)``) and prints it back as its ``spec``.
+    """
     if not isinstance(dim, int) or dim <= 0:
         raise SpecError(f"dim must be a positive integer, got {dim!r}")
     parsed = parse_spec(spec)
-    if len(parsed.parts) != 1:
-        raise SpecError(
-            f"{spec!r}: multi-stage specs are not available yet; give one index part such as 'Flat'"
-        )
-    part = parsed.parts[0]
+    part, rest = parsed.parts[0], list(parsed.parts[1:])
     cls = lookup(part.name)
-    index: Index = cls(dim, bind(part.name, cls, part))
+    params = bind(part.name, cls, part)
+    index: Index
+    if rest:
+        compose = getattr(cls, "compose", None)
+        if compose is None:
+            raise SpecError(
+                f"{part.name} takes no further parts, got {','.join(str(p) for p in rest)!r}"
+            )
+        index = compose(dim, params, rest)
+    else:
+        index = cls(dim, params)
     return index
+
+
+def canonical(spec: str, dim: int = 128) -> str:
+    """The canonical form of a spec string (parameters complete and ordered)."""
+    return index_factory(dim, spec).spec

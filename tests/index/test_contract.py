@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from support import brute_force
 
-from index import REGISTRY, IdSelector, Index, SearchResult, index_factory
-from index.spec import canonical
+from index import IdSelector, Index, SearchResult, index_factory
+from index.spec import available, canonical, lookup
 
-SPECS = [canonical(name) for name in sorted(REGISTRY)]
+#: Every registered dense index, default parameters (multi-vector indexes have their own suite).
+SPECS = [canonical(n) for n in available() if not getattr(lookup(n), "multivector", False)]
 D = 24
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from index import REGISTRY, SpecError, index_factory, parse_spec
-from index.spec import canonical
+from index.spec import available, canonical
 
 
 @pytest.mark.parametrize(
@@ -56,10 +56,15 @@ def test_unknown_parameter_lists_known() -> None:
 
 
 def test_canonical_is_a_fixed_point() -> None:
-    for name in REGISTRY:
+    for name in available():
         c = canonical(name)
         assert canonical(c) == c
-        assert index_factory(8, c).spec == c
+        assert index_factory(128, c).spec == c
+
+
+def test_further_parts_need_a_composite() -> None:
+    with pytest.raises(SpecError, match="Flat takes no further parts"):
+        index_factory(8, "Flat,Rescore(oversample=2)")
 
 
 @pytest.mark.parametrize("dim", [0, -3])
