@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     max_segments: int = Field(8, ge=1, description="more sealed segments than this are merged")
     verify_checksums: bool = Field(True, description="check segment crc32s when loading")
 
+    encode_concurrency: int = Field(2, ge=1, description="encode calls that run at once")
+    default_encoder: str = Field("minilm", description="encoder for POST /encode without one")
+
     job_workers: int = Field(2, ge=1, description="jobs (builds, imports) that run at once")
     max_upload_bytes: int = Field(
         16 * 1024**3, ge=1024, description="largest file accepted by the import upload route"

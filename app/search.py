@@ -28,6 +28,8 @@ class Query:
 
     vector: list[float] | None = None
     point_id: int | str | None = None
+    text: str | None = None
+    encoder: str | None = None
     k: int = 10
     offset: int = 0
     filter: Filter | None = None
@@ -56,7 +58,7 @@ def _query_vectors(col: Collection, queries: list[Query]) -> tuple[F32, list[int
     exclude: list[int | None] = []
     for i, q in enumerate(queries):
         if (q.vector is None) == (q.point_id is None):
-            raise InvalidInput(f"searches[{i}]: give exactly one of 'vector' or 'id'")
+            raise InvalidInput(f"searches[{i}]: give exactly one of 'vector', 'id' or 'text'")
         if q.vector is not None:
             rows.append(col._to_matrix([q.vector], what="searches")[0])
             exclude.append(None)

@@ -8,11 +8,13 @@ import logging
 import re
 import threading
 import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from app.collection import Collection
 from app.config import Settings
+from app.encoding import Encoding, Kind
 from app.errors import AlreadyExists, InvalidInput, NotFound, Unavailable
 from app.filters import Filter
 from app.jobs import HANDLERS, Job, JobRunner, JobTable
@@ -28,6 +30,16 @@ log = logging.getLogger(__name__)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
+@dataclass
+class PointWrite:
+    """One point of an upsert: a vector, or a text to encode."""
+
+    id: int | str
+    vector: list[float] | None = None
+    text: str | None = None
+    payload: dict[str, Any] | None = None
+
+
 class SearchService:
     """Owns the data directory. ``open()`` loads every collection (may take a while)."""
 
@@ -36,6 +48,7 @@ class SearchService:
         self.catalog = Catalog(Path(settings.data_dir))
         self._collections: dict[str, Collection] = {}
         self._lock = threading.Lock()  # guards the dict and create/delete
+        self.encoding = Encoding(settings.encode_concurrency)
         self.ready = threading.Event()
         self.load_error: str | None = None
         self.jobs = JobRunner(
@@ -89,7 +102,7 @@ class SearchService:
     def create_collection(
         self,
         name: str,
-        dim: int,
+        dim: int | None,
         metric: str = "ip",
         index: str = "Flat",
         multivector: bool = False,
@@ -100,6 +113,17 @@ class SearchService:
                 f"bad collection name {name!r}: use 1-64 letters, digits, '_' or '-', "
                 "starting with a letter or digit"
             )
+        fingerprint = None
+        if encoder is not None:
+            enc = self.encoding.load(encoder)
+            if enc.multivector != multivector:
+                want = "true" if enc.multivector else "false"
+                raise InvalidInput(f'encoder {enc.spec!r} needs "multivector": {want}')
+            if dim is not None and dim != enc.dim:
+                raise InvalidInput(f"dim {dim} does not match encoder {enc.spec!r} (dim {enc.dim})")
+            dim, encoder, fingerprint = enc.dim, enc.spec, enc.fingerprint
+        if dim is None:
+            raise InvalidInput("give 'dim', or an 'encoder' to take it from")
         if not 1 <= dim <= self.settings.max_dim:
             raise InvalidInput(f"dim must be between 1 and {self.settings.max_dim}, got {dim}")
         if metric not in ("ip", "cosine"):
@@ -110,9 +134,15 @@ class SearchService:
             raise InvalidInput(f"bad index spec {index!r}: {exc}") from None
         if multivector:
             raise InvalidInput("multivector collections need the MUVERA index, not in this build")
-        if encoder is not None:
-            raise InvalidInput("text encoders are not available in this build; send vectors")
-        config = CollectionConfig(name, dim, metric, spec, multivector, encoder)  # type: ignore[arg-type]
+        config = CollectionConfig(
+            name,
+            dim,
+            "cosine" if metric == "cosine" else "ip",
+            spec,
+            multivector,
+            encoder,
+            encoder_fingerprint=fingerprint,
+        )
         with self._lock:
             if name in self._collections:
                 raise AlreadyExists(f"collection {name!r} already exists")
@@ -144,6 +174,17 @@ class SearchService:
             raise InvalidInput(
                 f"at most {self.settings.max_search_batch} searches per batch, got {len(queries)}"
             )
+        texts = [i for i, q in enumerate(queries) if q.text is not None]
+        if texts:
+            for i in texts:
+                if queries[i].vector is not None or queries[i].point_id is not None:
+                    raise InvalidInput(f"searches[{i}]: give exactly one of 'vector', 'id', 'text'")
+            asked = {queries[i].encoder for i in texts} - {None}
+            for spec in asked:  # every named encoder must be the collection's
+                self.encoding.for_collection(self.collection(name).config, spec)
+            vectors = self.encode_queries(name, [queries[i].text or "" for i in texts], None)
+            for i, v in zip(texts, vectors, strict=True):
+                queries[i] = replace(queries[i], vector=v, text=None)
         return search(self.collection(name), queries, self.settings.max_k)
 
     def check_batch(self, n: int) -> None:
@@ -153,12 +194,49 @@ class SearchService:
                 "split the batch or use the import job"
             )
 
-    def upsert(self, name: str, points: list[tuple[int | str, list[float], Any]]) -> dict[str, int]:
+    def upsert(self, name: str, points: list[PointWrite]) -> dict[str, int]:
+        """Insert or replace points; those with ``text`` are encoded with the collection's
+        encoder first (the text is kept in the payload under ``text`` unless that is taken)."""
         self.check_batch(len(points))
         col = self.collection(name)
-        ids, vectors, payloads = zip(*points, strict=True) if points else ((), (), ())
-        n, seq = col.upsert(list(ids), list(vectors), list(payloads))
-        return {"upserted": n, "seq": seq}
+        vectors: list[Any] = [p.vector for p in points]
+        payloads = [p.payload for p in points]
+        texts = [i for i, p in enumerate(points) if p.text is not None]
+        truncated = 0
+        if texts:
+            encoder = self.encoding.for_collection(col.config)
+            enc = self.encoding.encode(encoder, [points[i].text or "" for i in texts], "document")
+            truncated = enc.truncated
+            for j, i in enumerate(texts):
+                vectors[i] = enc.vectors[j]
+                payload = dict(payloads[i] or {})
+                payload.setdefault("text", points[i].text)
+                payloads[i] = payload
+        n, seq = col.upsert([p.id for p in points], vectors, payloads)
+        return {"upserted": n, "seq": seq, "truncated": truncated}
+
+    def encode(self, texts: list[str], spec: str | None, kind: Kind) -> dict[str, Any]:
+        """``POST /encode``: vectors for clients that store them elsewhere."""
+        self.check_batch(len(texts))
+        encoder = self.encoding.load(spec or self.settings.default_encoder)
+        enc = self.encoding.encode(encoder, texts, kind)
+        if isinstance(enc.vectors, list):
+            vectors: list[Any] = [v.astype("float32").tolist() for v in enc.vectors]
+        else:
+            vectors = enc.vectors.tolist()
+        return {
+            "encoder": encoder.spec,
+            "dim": encoder.dim,
+            "multivector": encoder.multivector,
+            "vectors": vectors,
+            "truncated": enc.truncated,
+        }
+
+    def encode_queries(self, name: str, texts: list[str], asked: str | None) -> list[list[float]]:
+        col = self.collection(name)
+        encoder = self.encoding.for_collection(col.config, asked)
+        enc = self.encoding.encode(encoder, texts, "query")
+        return [list(map(float, v)) for v in enc.vectors]
 
     def delete(self, name: str, ids: list[int | str] | None, flt: Filter | None) -> dict[str, int]:
         if ids is not None:

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import app as app_pkg
-from app.api.routes import collections, health, jobs, points, search
+from app.api.routes import collections, encode, health, jobs, points, search
 from app.config import Settings, get_settings
 from app.errors import BadRequest, InnerspaceError, InvalidInput, PayloadTooLarge
 from app.service import SearchService
@@ -154,6 +154,6 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
     api.add_exception_handler(StarletteHTTPException, _on_http)
     api.add_exception_handler(Exception, _on_unexpected)
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes, exempt=UPLOAD_ROUTE)
-    for module in (health, collections, points, search, jobs):
+    for module in (health, collections, points, search, jobs, encode):
         api.include_router(module.router)
     return api

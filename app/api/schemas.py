@@ -15,11 +15,13 @@ class _Body(BaseModel):
 
 class CollectionCreate(_Body):
     name: str = Field(examples=["docs"])
-    dim: int = Field(ge=1, examples=[384])
+    dim: int | None = Field(None, ge=1, examples=[384], description="optional with an encoder")
     metric: Literal["ip", "cosine"] = "ip"
     index: str = Field("Flat", description="index spec string, e.g. 'Flat'")
     multivector: bool = False
-    encoder: str | None = None
+    encoder: str | None = Field(
+        None, examples=["minilm"], description="encoder spec for points and searches sent as text"
+    )
 
 
 class CollectionInfo(BaseModel):
@@ -46,11 +48,14 @@ class CollectionList(BaseModel):
 
 class PointIn(_Body):
     id: PointId = Field(description="unsigned integer or string (1-256 chars)")
-    vector: list[float]
+    vector: list[float] | None = None
+    text: str | None = Field(None, description="encoded by the collection's encoder")
     payload: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _id(self) -> PointIn:
+        if (self.vector is None) == (self.text is None):
+            raise ValueError("give exactly one of 'vector' or 'text'")
         if isinstance(self.id, int) and not 0 <= self.id < 2**63:
             raise ValueError("integer ids must be between 0 and 2**63-1")
         if isinstance(self.id, str) and not 1 <= len(self.id) <= 256:
@@ -68,6 +73,7 @@ class WriteResult(BaseModel):
 
 class UpsertResult(WriteResult):
     upserted: int
+    truncated: int = Field(0, description="texts cut to the encoder's max_tokens")
 
 
 class DeleteRequest(_Body):
@@ -115,6 +121,8 @@ class CountResult(BaseModel):
 class SearchRequest(_Body):
     vector: list[float] | None = None
     id: PointId | None = Field(None, description="search with this stored point's vector")
+    text: str | None = Field(None, description="encoded with the collection's encoder")
+    encoder: str | None = Field(None, description="must match the collection's, else 409")
     k: int = Field(10, ge=1)
     offset: int = Field(0, ge=0)
     filter: Filter | None = None
@@ -124,8 +132,8 @@ class SearchRequest(_Body):
 
     @model_validator(mode="after")
     def _one(self) -> SearchRequest:
-        if (self.vector is None) == (self.id is None):
-            raise ValueError("give exactly one of 'vector' or 'id'")
+        if sum(x is not None for x in (self.vector, self.id, self.text)) != 1:
+            raise ValueError("give exactly one of 'vector', 'id' or 'text'")
         return self
 
 
@@ -199,3 +207,17 @@ class ImportRequest(_Body):
     format: Literal["ndjson", "npy", "parquet"] | None = None
     ids_path: str | None = Field(None, description=".npy of int ids aligned with an .npy import")
     payloads_path: str | None = Field(None, description="NDJSON payloads aligned with .npy rows")
+
+
+class EncodeRequest(_Body):
+    texts: list[str] = Field(min_length=1)
+    encoder: str | None = Field(None, description="encoder spec; the server default if omitted")
+    kind: Literal["query", "document"] = "document"
+
+
+class EncodeResponse(BaseModel):
+    encoder: str
+    dim: int
+    multivector: bool
+    vectors: list[list[float]] | list[list[list[float]]]
+    truncated: int

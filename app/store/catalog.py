@@ -29,6 +29,7 @@ class CollectionConfig:
     multivector: bool = False
     encoder: str | None = None
     created_at: float = field(default_factory=time.time)
+    encoder_fingerprint: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -23,6 +23,8 @@ def _query(r: SearchRequest) -> Query:
     return Query(
         vector=r.vector,
         point_id=r.id,
+        text=r.text,
+        encoder=r.encoder,
         k=r.k,
         offset=r.offset,
         filter=r.filter,
