@@ -66,7 +66,7 @@ class Collection:
             self.config = replace(self.config, index=self._manifest.get("spec", self.config.index))
         keep = {f"{s:08d}" for s in self._manifest["segments"]}
         for d in (self.path / "segments").iterdir():
-            if d.name not in keep:  # staged or superseded by a crash mid-seal
+            if d.name not in keep:  # staged, superseded or keep-lists left by a crash
                 remove_tree(d)
         self._segments = [
             load_segment(self.path / "segments" / f"{s:08d}", self.settings.verify_checksums)
@@ -299,6 +299,11 @@ class Collection:
         """A consistent snapshot of what to search: sealed segments, then unindexed tails."""
         with self._lock:
             return list(self._segments), [*self._frozen, self._tail]
+
+    def stored_rows(self) -> int:
+        """Rows held in segments and tails, dead ones included (what compaction reclaims)."""
+        segs, tails = self.parts()
+        return sum(len(s.ids) for s in segs) + sum(len(t.ids) for t in tails)
 
     def vector_of(self, iid: int) -> F32 | None:
         segs, tails = self.parts()

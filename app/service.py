@@ -311,6 +311,11 @@ class SearchService:
             raise InvalidInput(f"bad index spec {spec!r}: {exc}") from None
         return self.jobs.submit("build", name, {"spec": canonical})
 
+    def compact(self, name: str) -> Job:
+        """Queue a compaction: rewrite the segments without their dead rows."""
+        self.collection(name)
+        return self.jobs.submit("compact", name, {})
+
     def import_file(
         self,
         name: str,

@@ -9,6 +9,7 @@ from app.jobs.runner import Handler, JobRunner
 #: Every job kind, by name: the one place a new kind is registered.
 HANDLERS: dict[str, Handler] = {
     "build": build.run,
+    "compact": build.compact,
     "import": imports.run,
 }
 

@@ -19,47 +19,79 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from app.jobs.runner import Cancelled, Interrupted, JobContext
-from app.store.fsutil import remove_tree
+from app.store.fsutil import dir_bytes, remove_tree
 
 if TYPE_CHECKING:
     from app.service import SearchService
 
 
-def run(ctx: JobContext, service: SearchService) -> dict[str, Any]:
+def run(ctx: JobContext, service: SearchService, spec: str | None = None) -> dict[str, Any]:
     """Job handler for ``kind="build"``; ``params = {"spec": canonical spec}``."""
-    spec = str(ctx.job.params["spec"])
+    spec = spec or str(ctx.job.params["spec"])
     col = service.collection(ctx.job.collection)
     t0 = time.perf_counter()
     ctx.progress("sealing", 0, None)
+    root = col.path / "segments"
+    disk_before, rows_before = dir_bytes(col.path), col.stored_rows()
     with col.building() as (sources, seg_id):
-        root = col.path / "segments"
         if not sources:
             col.install_build(None, spec, [])
             service.catalog.update(col.config)
             return {"spec": spec, "vectors": 0, "build_s": 0.0}
         ctx.check()
-        meta, rss = _spawn(
-            ctx, [str(root / f"{s.id:08d}") for s in sources], root, seg_id, spec, col.dim
-        )
+        keep_dir = root / f".keep-{seg_id:08d}"
+        remove_tree(keep_dir)
+        keep_dir.mkdir()
+        try:
+            keep = []
+            for s in sources:  # the rows alive now; later deletes are re-applied at install
+                np.save(keep_dir / f"{s.id}.npy", s.store.alive_mask())
+                keep.append(str(keep_dir / f"{s.id}.npy"))
+            dirs = [str(root / f"{s.id:08d}") for s in sources]
+            meta, rss = _spawn(ctx, dirs, keep, root, seg_id, spec, col.dim)
+        finally:
+            remove_tree(keep_dir)
         ctx.progress("installing", int(meta["n"]), int(meta["n"]))
         col.install_build(seg_id, spec, sources)
         service.catalog.update(col.config)
     return {
         "spec": spec,
         "vectors": int(meta["n"]),
+        "dropped": max(0, rows_before - col.stored_rows()),
         "segment": seg_id,
         "build_s": time.perf_counter() - t0,
         "worker_peak_rss_bytes": rss,
+        "bytes_freed": max(0, disk_before - dir_bytes(col.path)),
     }
 
 
+def compact(ctx: JobContext, service: SearchService) -> dict[str, Any]:
+    """Job handler for ``kind="compact"``: rebuild under the current spec, dropping dead rows."""
+    return run(ctx, service, service.collection(ctx.job.collection).config.index)
+
+
 def _spawn(
-    ctx: JobContext, sources: list[str], root: Path, seg_id: int, spec: str, dim: int
+    ctx: JobContext,
+    sources: list[str],
+    keep: list[str],
+    root: Path,
+    seg_id: int,
+    spec: str,
+    dim: int,
 ) -> tuple[dict[str, Any], int]:
     """Run ``app.jobs.worker`` in a fresh interpreter; its stdout carries JSON progress lines."""
     args = json.dumps(
-        {"sources": sources, "root": str(root), "seg_id": seg_id, "spec": spec, "dim": dim}
+        {
+            "sources": sources,
+            "keep": keep,
+            "root": str(root),
+            "seg_id": seg_id,
+            "spec": spec,
+            "dim": dim,
+        }
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.jobs.worker", args], stdout=subprocess.PIPE, text=True

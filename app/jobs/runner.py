@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: Kinds that rewrite a collection's segments: at most one of them runs per collection.
+EXCLUSIVE = frozenset({"build", "compact"})
+
+
 class Cancelled(Exception):
     """Raised inside a handler when its job was cancelled."""
 
@@ -163,11 +167,11 @@ class JobRunner:
             self._cond.notify_all()
 
     def _next(self) -> Job | None:
-        busy = {(c.job.collection, c.job.kind) for c in self._live.values()}
+        busy = {c.job.collection for c in self._live.values() if c.job.kind in EXCLUSIVE}
         for job in self.table.unfinished():
             if job.state != "queued" or job.id in self._live:
                 continue
-            if job.kind != "build" or (job.collection, "build") not in busy:
+            if job.kind not in EXCLUSIVE or job.collection not in busy:
                 return job
         return None
 

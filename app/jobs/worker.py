@@ -54,13 +54,20 @@ def read_rows(path: Path, chunk: int) -> Iterator[F32]:
             yield buf
 
 
-def build(sources: list[str], root: Path, seg_id: int, spec: str, dim: int) -> dict[str, Any]:
-    """Stream ``sources`` (segment dirs) into segment ``seg_id`` under ``root``."""
-    parts = [(Path(d), np.load(Path(d) / "ids.npy")) for d in sources]
+def build(
+    sources: list[str], keep: list[str], root: Path, seg_id: int, spec: str, dim: int
+) -> dict[str, Any]:
+    """Stream the live rows of ``sources`` (segment dirs; ``keep`` holds one boolean .npy per
+    source marking them) into segment ``seg_id`` under ``root``. Dead rows are dropped here,
+    so a build compacts."""
+    parts = [
+        (Path(d), np.load(Path(d) / "ids.npy"), np.load(k))
+        for d, k in zip(sources, keep, strict=True)
+    ]
     parts.sort(key=lambda p: int(p[1][0]) if len(p[1]) else 0)  # keep ids ascending
-    n = sum(len(ids) for _, ids in parts)
+    n = sum(int(k.sum()) for _, _, k in parts)
     stage = stage_dir(root, seg_id)
-    write_array(stage / "ids.npy", np.concatenate([ids for _, ids in parts]))
+    write_array(stage / "ids.npy", np.concatenate([ids[k] for _, ids, k in parts]))
     flat = lookup(parse_spec(spec).parts[0].name) is FlatIndex
     index = None if flat else index_factory(dim, spec)
     train = getattr(index, "train", None)
@@ -68,7 +75,15 @@ def build(sources: list[str], root: Path, seg_id: int, spec: str, dim: int) -> d
         emit({"progress": ["training", 0, 1]})
         stride = max(1, -(-n // TRAIN_SAMPLE))
         sample = np.concatenate(
-            [c[::stride] for d, _ in parts for c in read_rows(d / "vectors.npy", CHUNK * stride)]
+            [
+                c[k[i : i + len(c)]][::stride]
+                for d, _, k in parts
+                for i, c in zip(
+                    range(0, len(k), CHUNK * stride),
+                    read_rows(d / "vectors.npy", CHUNK * stride),
+                    strict=True,
+                )
+            ]
         )
         try:
             train(np.ascontiguousarray(sample), n_total=n)  # sizes IVF lists for all n rows
@@ -80,13 +95,15 @@ def build(sources: list[str], root: Path, seg_id: int, spec: str, dim: int) -> d
     with open(stage / "vectors.npy", "wb") as out:
         header = {"descr": "<f4", "fortran_order": False, "shape": (n, dim)}
         np.lib.format.write_array_header_2_0(out, header)
-        for d, ids in parts:
+        for d, ids, k in parts:
             start = 0
-            for chunk in read_rows(d / "vectors.npy", CHUNK):
+            for raw in read_rows(d / "vectors.npy", CHUNK):
+                live = k[start : start + len(raw)]
+                chunk = np.ascontiguousarray(raw[live])
                 out.write(chunk.tobytes())
-                if index is not None:
-                    index.add(ids[start : start + len(chunk)], chunk)
-                start += len(chunk)
+                if index is not None and len(chunk):
+                    index.add(ids[start : start + len(raw)][live], chunk)
+                start += len(raw)
                 done += len(chunk)
                 emit({"progress": ["adding", done, n]})
         out.flush()
@@ -96,7 +113,9 @@ def build(sources: list[str], root: Path, seg_id: int, spec: str, dim: int) -> d
 
 def main(argv: list[str]) -> int:
     args = json.loads(argv[1])
-    meta = build(args["sources"], Path(args["root"]), args["seg_id"], args["spec"], args["dim"])
+    meta = build(
+        args["sources"], args["keep"], Path(args["root"]), args["seg_id"], args["spec"], args["dim"]
+    )
     emit({"done": meta, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
     return 0
 

@@ -26,6 +26,14 @@ def build_index(name: str, body: BuildRequest, service: ServiceDep) -> JobOut:
 
 
 @router.post(
+    "/collections/{name}/compact", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut
+)
+def compact(name: str, service: ServiceDep) -> JobOut:
+    """Rewrite the sealed segments without deleted or replaced rows; reports bytes freed."""
+    return JobOut(**service.compact(name).public())
+
+
+@router.post(
     "/collections/{name}/import", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut
 )
 def import_path(name: str, body: ImportRequest, service: ServiceDep) -> JobOut:

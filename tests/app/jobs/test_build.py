@@ -176,3 +176,32 @@ def test_server_killed_mid_build_resumes_after_restart(tmp_path: Path) -> None:
         assert r["hits"][0]["id"] == 3
     srv.stop()
     assert no_stage_dirs(tmp_path / "data")
+
+
+def test_compaction_frees_disk_and_memory(client: TestClient, settings: Any) -> None:
+    client.post("/collections", json={"name": "c", "dim": D})
+    x = fill(client, 8000)
+    client.post("/collections/c/flush")
+    before = client.get("/collections/c").json()
+    r = client.post("/collections/c/points/delete", json={"ids": list(range(0, 8000, 2))})
+    assert r.json()["deleted"] == 4000
+    y = np.random.default_rng(3).standard_normal((500, D), dtype=np.float32)
+    pts = [{"id": 2 * j + 1, "vector": v.tolist()} for j, v in enumerate(y)]
+    client.put("/collections/c/points", json={"points": pts})  # replacements leave dead rows
+    client.post("/collections/c/flush")
+    job = client.post("/collections/c/compact").json()
+    assert job["kind"] == "compact"
+    final = events(client, job["id"])[-1][1]
+    assert final["state"] == "succeeded", final
+    res = final["result"]
+    assert res["dropped"] == 4500 and res["vectors"] == 4000 and res["bytes_freed"] > 0, res
+    after = client.get("/collections/c").json()
+    assert after["count"] == 4000 and after["segments"] == 1
+    assert after["bytes_on_disk"] < before["bytes_on_disk"]
+    assert after["bytes_in_memory"] < before["bytes_in_memory"]
+    x = x.copy()
+    x[1:1000:2] = y
+    odd = np.arange(1, 8000, 2)
+    for q in (x[1001], y[3]):
+        r = client.post("/collections/c/search", json={"vector": q.tolist(), "k": 5}).json()
+        assert [h["id"] for h in r["hits"]] == odd[np.argsort(-(x[odd] @ q))][:5].tolist()
