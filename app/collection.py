@@ -22,7 +22,7 @@ import orjson
 
 from app.config import Settings
 from app.errors import InvalidInput, NotFound
-from app.filters import Filter, point_key
+from app.filters import Filter, payload_problem, point_key
 from app.store import wal as walmod
 from app.store.catalog import CollectionConfig
 from app.store.fsutil import atomic_write_bytes, dir_bytes, remove_tree
@@ -157,7 +157,11 @@ class Collection:
                 )
             seen[k] = i
         for i, p in enumerate(payloads):
-            if p is not None and len(orjson.dumps(p)) > self.settings.max_payload_bytes:
+            if p is None:
+                continue
+            if (problem := payload_problem(p, f"points[{i}].payload")) is not None:
+                raise InvalidInput(problem, {"index": i})
+            if len(orjson.dumps(p)) > self.settings.max_payload_bytes:
                 raise InvalidInput(
                     f"points[{i}].payload is over {self.settings.max_payload_bytes} bytes of JSON",
                     {"index": i},

@@ -18,9 +18,32 @@ import json
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
+from typing import Annotated
 
-MatchValue = StrictBool | StrictInt | StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
+
+
+def _no_nul(s: str) -> str:
+    if "\x00" in s:
+        raise ValueError("strings must not contain NUL characters")
+    return s
+
+
+#: Payload integers are stored as SQLite 64-bit integers; larger ones could not match exactly.
+Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+Text = Annotated[StrictStr, AfterValidator(_no_nul)]
+Number = StrictInt | StrictFloat
+MatchValue = StrictBool | Int64 | Text
 PointId = StrictInt | StrictStr
 
 
@@ -31,10 +54,10 @@ class MatchAny(BaseModel):
 
 class Range(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    gt: float | None = None
-    gte: float | None = None
-    lt: float | None = None
-    lte: float | None = None
+    gt: Number | None = None
+    gte: Number | None = None
+    lt: Number | None = None
+    lte: Number | None = None
 
     @model_validator(mode="after")
     def _bounds(self) -> Range:
@@ -51,7 +74,7 @@ class FieldCondition(BaseModel):
     key: str = Field(min_length=1, max_length=256)
     match: MatchValue | MatchAny | None = None
     range: Range | None = None
-    exists: bool | None = None
+    exists: StrictBool | None = None
 
     @model_validator(mode="after")
     def _one(self) -> FieldCondition:
@@ -59,8 +82,11 @@ class FieldCondition(BaseModel):
         if len(given) != 1:
             raise ValueError(f"condition on {self.key!r} needs exactly one of match, range, exists")
         parts = self.key.split(".")
-        if any(not p or '"' in p or "\\" in p for p in parts):
-            raise ValueError(f"bad key {self.key!r}: dotted names, no empty part, quote or '\\'")
+        if any(not p or '"' in p or "\\" in p or any(ord(c) < 0x20 for c in p) for p in parts):
+            raise ValueError(
+                f"bad key {self.key!r}: dotted names without empty parts, quotes, backslashes "
+                "or control characters"
+            )
         return self
 
     @property
@@ -210,3 +236,33 @@ def evaluate(f: Filter, point_id: int | str, payload: Any) -> bool:
         and (not f.should or any(holds(c) for c in f.should))
         and not any(holds(c) for c in f.must_not)
     )
+
+
+def payload_problem(value: Any, where: str = "payload") -> str | None:
+    """Why a payload cannot be stored and filtered faithfully, or None.
+
+    SQLite's JSON functions cut strings at NUL and read integers beyond int64 as rounded floats,
+    and JSON has no NaN or infinity: such values would not round-trip or would filter wrongly.
+    """
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if "\x00" in k:
+                return f"{where} has a key containing a NUL character"
+            if (problem := payload_problem(v, f"{where}.{k}")) is not None:
+                return problem
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if (problem := payload_problem(v, f"{where}[{i}]")) is not None:
+                return problem
+    elif isinstance(value, str):
+        if "\x00" in value:
+            return f"{where} contains a NUL character"
+    elif isinstance(value, bool) or value is None:
+        return None
+    elif isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            return f"{where} is an integer outside the 64-bit range"
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            return f"{where} is NaN or infinite (JSON cannot hold it)"
+    return None

@@ -66,6 +66,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.log.close()
                 raise RuntimeError(f"server exited with {self.proc.returncode}")
             try:
                 if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:

@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 
 from app.errors import InvalidInput
+from app.filters import payload_problem
 from app.jobs.runner import JobContext
 from index.base import F32
 
@@ -52,6 +53,8 @@ def _check(pid: Any, vec: Any, payload: Any, dim: int) -> tuple[str | None, F32 
         return "string ids must have 1 to 256 characters", None
     if payload is not None and not isinstance(payload, dict):
         return "payload must be an object", None
+    if payload is not None and (problem := payload_problem(payload)) is not None:
+        return problem, None
     if not isinstance(vec, list | np.ndarray):
         return f"vector must be a list of {dim} numbers, got {type(vec).__name__}", None
     try:

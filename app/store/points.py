@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.filters import Filter, to_sql
+from app.filters import Filter, payload_problem, to_sql
 from index.base import I64
 
 _SCHEMA = """
@@ -31,7 +31,11 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 
 
 def _dump(payload: Any) -> str | None:
-    return None if payload is None else orjson.dumps(payload).decode()
+    if payload is None:
+        return None
+    if (problem := payload_problem(payload)) is not None:
+        raise ValueError(problem)  # the service validates first; this guards the store itself
+    return orjson.dumps(payload).decode()
 
 
 class PointStore:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ class Record:
 def encode_upsert(ids: I64, vectors: F32, meta: dict[str, Any]) -> bytes:
     m = orjson.dumps(meta)
     n, dim = vectors.shape
+    if len(ids) != n:
+        raise ValueError(f"{len(ids)} ids for {n} vectors")
     return b"".join(
         (
             bytes([UPSERT]),
@@ -101,19 +104,23 @@ def decode(seq: int, body: bytes) -> Record:
     return Record(seq, kind, ids, vectors, orjson.loads(body[pos:]))
 
 
-def _scan(data: bytes) -> Iterator[tuple[int, int, bytes]]:
-    """Yield ``(offset_after, seq, body)`` for each valid record; stop at the first bad one."""
-    pos = 0
+def _scan(data: bytes, first_seq: int) -> Iterator[tuple[int, int, bytes]]:
+    """Yield ``(offset_after, seq, body)`` for each valid record; stop at the first bad one.
+
+    Records in a file carry consecutive sequence numbers from the one in its name, so a stale
+    but intact record (an old copy after the tail) is rejected, not replayed.
+    """
+    pos, expect = 0, first_seq
     while pos + HEADER.size <= len(data):
         magic, blen, crc, seq = HEADER.unpack_from(data, pos)
         end = pos + HEADER.size + blen
-        if magic != MAGIC or blen == 0 or end > len(data):
+        if magic != MAGIC or blen == 0 or end > len(data) or seq != expect:
             return
         body = data[pos + HEADER.size : end]
         if zlib.crc32(body, zlib.crc32(struct.pack("<Q", seq))) != crc:
             return
         yield end, seq, body
-        pos = end
+        pos, expect = end, seq + 1
 
 
 class WriteAheadLog:
@@ -138,7 +145,7 @@ class WriteAheadLog:
         for i, f in enumerate(files):
             data = f.read_bytes()
             keep = 0
-            for end, seq, body in _scan(data):
+            for end, seq, body in _scan(data, int(f.stem)):
                 try:
                     rec = decode(seq, body)
                 except (ValueError, struct.error, orjson.JSONDecodeError):
@@ -158,7 +165,10 @@ class WriteAheadLog:
             os.fsync(fh.fileno())
         for g in later:
             log.error("wal %s follows a corrupt record; quarantined as %s.corrupt", g.name, g.name)
-            os.replace(g, g.with_name(g.name + ".corrupt"))
+            target = g.with_name(g.name + ".corrupt")
+            if target.exists():  # never overwrite what an earlier start set aside
+                target = g.with_name(f"{g.name}.{time.time_ns()}.corrupt")
+            os.replace(g, target)
         fsync_dir(self.path)
 
     def append(self, body: bytes) -> int:

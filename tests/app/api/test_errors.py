@@ -154,3 +154,19 @@ def test_limits(tmp_path: Path) -> None:
         shape(c.put("/collections/c/points", json=four), 422, "invalid_input", "at most 3")
         many = {"searches": [{"vector": [1, 2, 3]}] * 3}
         shape(c.post("/collections/c/search/batch", json=many), 422, "invalid_input", "at most 2")
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        ({"a": "x\u0000y"}, "points[0].payload.a contains a NUL"),
+        ({"a": [1, 2**64]}, "points[0].payload.a[1] is an integer outside the 64-bit range"),
+        ({"a": {"b": float("nan")}}, "points[0].payload.a.b is NaN"),
+    ],
+)
+def test_unfaithful_payloads_422(col: TestClient, payload: dict[str, Any], fragment: str) -> None:
+    import json
+
+    raw = json.dumps({"points": [{"id": 1, "vector": [1, 2, 3], "payload": payload}]})
+    r = col.put("/collections/c/points", content=raw, headers={"content-type": "application/json"})
+    shape(r, 422, "invalid_input", fragment)
