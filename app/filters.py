@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
-
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
