@@ -46,6 +46,14 @@ class Encoding:
         except EncoderError as exc:
             raise InvalidInput(str(exc)) from None
 
+    def _same(self, asked: str, pinned: str) -> bool:
+        """Same vectors? Threads and batch sizes differ freely; weights and truncation may not."""
+        if self.canonical(asked) == pinned:
+            return True
+        a, b = self.load(asked), self.load(pinned)
+        key = ("name", "dim", "multivector", "fingerprint", "max_tokens")
+        return all(getattr(a, k) == getattr(b, k) for k in key)
+
     def for_collection(self, config: CollectionConfig, asked: str | None = None) -> Encoder:
         """The collection's pinned encoder; 409 when ``asked`` names another one or the weights
         on disk no longer match the fingerprint recorded at creation."""
@@ -54,7 +62,7 @@ class Encoding:
                 f"collection {config.name!r} has no encoder: send vectors, or create the "
                 'collection with one (e.g. "encoder": "minilm")'
             )
-        if asked is not None and self.canonical(asked) != config.encoder:
+        if asked is not None and not self._same(asked, config.encoder):
             raise Conflict(
                 f"collection {config.name!r} is encoded with {config.encoder!r}, not "
                 f"{self.canonical(asked)!r}",

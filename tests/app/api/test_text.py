@@ -103,3 +103,12 @@ def test_bundled_minilm_end_to_end(client: TestClient) -> None:
         assert hits[0]["id"] == want, text
     v = client.post("/encode", json={"texts": ["hello"]}).json()
     assert v["encoder"].startswith("minilm") and abs(np.linalg.norm(v["vectors"][0]) - 1) < 1e-4
+
+
+def test_runtime_only_parameters_do_not_conflict(client: TestClient) -> None:
+    client.post("/collections", json={"name": "m", "encoder": "minilm"})
+    client.put("/collections/m/points", json={"points": [{"id": 1, "text": "hello"}]})
+    r = client.post("/collections/m/search", json={"text": "hi", "encoder": "minilm(threads=1)"})
+    assert r.status_code == 200, r.text
+    r = client.post("/collections/m/search", json={"text": "hi", "encoder": "minilm(max_tokens=8)"})
+    assert r.status_code == 409
