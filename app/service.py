@@ -22,6 +22,7 @@ from app.jobs.imports import detect_format
 from app.search import Outcome, Query, search
 from app.store.catalog import Catalog, CollectionConfig
 from app.store.fsutil import fsync_dir, remove_tree
+from index.base import F32
 from index.params import SpecError
 from index.spec import index_factory
 
@@ -35,7 +36,7 @@ class PointWrite:
     """One point of an upsert: a vector, or a text to encode."""
 
     id: int | str
-    vector: list[float] | None = None
+    vector: list[float] | F32 | None = None
     text: str | None = None
     payload: dict[str, Any] | None = None
 

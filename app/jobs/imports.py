@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,17 +44,30 @@ def detect_format(path: str, given: str | None) -> str:
     return fmt
 
 
+@dataclass(frozen=True)
+class Text:
+    """A record that carries text for the collection's encoder instead of a vector."""
+
+    value: str
+
+
+def _check_meta(pid: Any, payload: Any) -> str | None:
+    if isinstance(pid, bool) or not isinstance(pid, int | str):
+        return "id must be an unsigned integer or a string"
+    if isinstance(pid, int) and not 0 <= pid < 2**63:
+        return "integer ids must be between 0 and 2**63-1"
+    if isinstance(pid, str) and not 1 <= len(pid) <= 256:
+        return "string ids must have 1 to 256 characters"
+    if payload is not None and not isinstance(payload, dict):
+        return "payload must be an object"
+    if payload is not None and (problem := payload_problem(payload)) is not None:
+        return problem
+    return None
+
+
 def _check(pid: Any, vec: Any, payload: Any, dim: int) -> tuple[str | None, F32 | None]:
     """``(problem, None)`` when this record cannot be imported, else ``(None, vector)``."""
-    if isinstance(pid, bool) or not isinstance(pid, int | str):
-        return "id must be an unsigned integer or a string", None
-    if isinstance(pid, int) and not 0 <= pid < 2**63:
-        return "integer ids must be between 0 and 2**63-1", None
-    if isinstance(pid, str) and not 1 <= len(pid) <= 256:
-        return "string ids must have 1 to 256 characters", None
-    if payload is not None and not isinstance(payload, dict):
-        return "payload must be an object", None
-    if payload is not None and (problem := payload_problem(payload)) is not None:
+    if (problem := _check_meta(pid, payload)) is not None:
         return problem, None
     if not isinstance(vec, list | np.ndarray):
         return f"vector must be a list of {dim} numbers, got {type(vec).__name__}", None
@@ -83,8 +97,14 @@ def _ndjson(path: Path) -> tuple[int, Iterator[Row | tuple[int, str]]]:
                 except orjson.JSONDecodeError as exc:
                     yield no, f"invalid JSON ({exc})"
                     continue
-                if not isinstance(rec, dict) or "id" not in rec or "vector" not in rec:
-                    yield no, "each line must be an object with 'id' and 'vector'"
+                if not isinstance(rec, dict) or "id" not in rec:
+                    yield no, "each line must be an object with 'id' and 'vector' or 'text'"
+                    continue
+                if "vector" not in rec and isinstance(rec.get("text"), str):
+                    yield no, rec["id"], Text(rec["text"]), rec.get("payload")
+                    continue
+                if "vector" not in rec:
+                    yield no, "each line must be an object with 'id' and 'vector' or 'text'"
                     continue
                 yield no, rec["id"], rec["vector"], rec.get("payload")
 
@@ -159,19 +179,22 @@ def open_source(params: dict[str, Any]) -> tuple[int, Iterator[Row | tuple[int, 
 
 def run(ctx: JobContext, service: SearchService) -> dict[str, Any]:
     """Job handler for ``kind="import"``."""
+    from app.service import PointWrite  # the service imports this module
+
     params = ctx.job.params
     col = service.collection(ctx.job.collection)
     total, rows = open_source(params)
     errors: list[dict[str, Any]] = []
     failed = imported = seen = 0
     seq = 0
-    batch: dict[str, tuple[Any, Any, Any]] = {}
+    batch: dict[str, Any] = {}
+    truncated = 0
 
     def flush() -> None:
-        nonlocal imported, seq
+        nonlocal imported, seq, truncated
         if batch:
-            ids, vecs, pays = zip(*batch.values(), strict=True)
-            _, seq = col.upsert(list(ids), list(vecs), list(pays))
+            done = service.upsert(ctx.job.collection, list(batch.values()))
+            seq, truncated = done["seq"], truncated + done["truncated"]
             imported += len(batch)
             batch.clear()
 
@@ -179,21 +202,28 @@ def run(ctx: JobContext, service: SearchService) -> dict[str, Any]:
     for row in rows:
         seen += 1
         problem: str | None
-        vec: F32 | None = None
+        write: Any = None
         if len(row) == 2:
             problem = row[1]
         else:
             _, pid, raw, payload = row
-            problem, vec = _check(pid, raw, payload, col.dim)
-        if problem is not None or vec is None:
+            if isinstance(raw, Text):
+                problem = _check_meta(pid, payload)
+                if problem is None and col.config.encoder is None:
+                    problem = "text needs a collection with an encoder"
+                write = PointWrite(pid, None, raw.value, payload)
+            else:
+                problem, vec = _check(pid, raw, payload, col.dim)
+                write = PointWrite(pid, vec, None, payload)
+        if problem is not None or write is None:
             failed += 1
             if len(errors) < MAX_ERRORS:
                 errors.append({"line": row[0], "error": problem})
         else:
-            key = json.dumps(pid)
+            key = json.dumps(write.id)
             if key in batch:  # a repeated id: the later line wins, in order
                 flush()
-            batch[key] = (pid, vec, payload)
+            batch[key] = write
             if len(batch) >= BATCH:
                 flush()
         if seen % BATCH == 0:
@@ -203,4 +233,5 @@ def run(ctx: JobContext, service: SearchService) -> dict[str, Any]:
     ctx.progress("importing", seen, total)
     if params.get("delete_after"):
         Path(params["path"]).unlink(missing_ok=True)
-    return {"imported": imported, "failed": failed, "errors": errors, "seq": seq}
+    result = {"imported": imported, "failed": failed, "errors": errors, "seq": seq}
+    return result | {"truncated": truncated}

@@ -128,3 +128,28 @@ def test_upload_route_and_errors(client: TestClient, tmp_path: Path) -> None:
     assert r.status_code == 422 and "format" in r.json()["message"]
     r = client.post("/collections/zz/import", json={"path": str(tmp_path / "f.txt")})
     assert r.status_code == 404
+
+
+def test_text_lines_are_encoded(client: TestClient, tmp_path: Path) -> None:
+    client.post("/collections", json={"name": "t", "encoder": "test-hash(dim=16,max_tokens=3)"})
+    lines = [
+        json.dumps({"id": 1, "text": "red apples", "payload": {"k": 1}}),
+        json.dumps({"id": 2, "text": "one two three four five"}),
+        json.dumps({"id": 3, "vector": [0.25] * 16}),
+        json.dumps({"id": 4, "text": 7}),
+    ]
+    (tmp_path / "t.ndjson").write_text("\n".join(lines) + "\n")
+    job = wait_job(
+        client,
+        client.post("/collections/t/import", json={"path": str(tmp_path / "t.ndjson")}).json()[
+            "id"
+        ],
+    )
+    assert job["state"] == "succeeded", job
+    res = job["result"]
+    assert res["imported"] == 3 and res["failed"] == 1 and res["truncated"] == 1
+    assert res["errors"][0]["line"] == 4
+    got = client.get("/collections/t/points/1").json()
+    assert got["payload"] == {"k": 1, "text": "red apples"}
+    hits = client.post("/collections/t/search", json={"text": "red apples", "k": 1}).json()
+    assert hits["hits"][0]["id"] == 1
