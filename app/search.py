@@ -20,6 +20,7 @@ from app.errors import InvalidInput
 from app.filters import Filter
 from index.base import F32, IdSelector, SearchResult
 from index.merge import merge_results
+from index.spec import index_factory
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Query:
     score_threshold: float | None = None
     with_payload: bool = True
     with_vector: bool = False
+    params: dict[str, int | float | bool] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,10 +74,20 @@ def _query_vectors(col: Collection, queries: list[Query]) -> tuple[F32, list[int
     return np.stack(rows).astype(np.float32, copy=False), exclude
 
 
-def _run(col: Collection, xq: F32, depth: int, flt: Filter | None) -> tuple[SearchResult, bool]:
+def knobs_of(index: object) -> tuple[str, ...]:
+    """Search-time parameters an index accepts per call (e.g. ``ef_search``, ``nprobe``)."""
+    return tuple(getattr(type(index), "KNOBS", ()))
+
+
+def _run(
+    col: Collection, xq: F32, depth: int, flt: Filter | None, params: dict[str, Any]
+) -> tuple[SearchResult, bool]:
     segments, tails = col.parts()
     selector = IdSelector(col.points.iids(flt)) if flt is not None else None
-    parts = [s.index.search(xq, depth, selector) for s in segments]
+    parts = []
+    for s in segments:
+        knobs = {k: v for k, v in params.items() if k in knobs_of(s.index)}
+        parts.append(s.index.search(xq, depth, selector, **knobs))
     parts += [t.search(xq, depth, selector) for t in tails]
     exact = all(type(s.index).exact for s in segments)
     return merge_results(parts, depth), exact
@@ -90,15 +102,26 @@ def search(col: Collection, queries: list[Query], max_k: int) -> list[Outcome]:
                 f"searches[{i}]: k + offset must be between 1 and {max_k}, got k={q.k}, "
                 f"offset={q.offset}"
             )
+    accepted = set(knobs_of(index_factory(col.dim, col.config.index)))
+    for i, q in enumerate(queries):
+        unknown = set(q.params) - accepted
+        if unknown:
+            takes = ", ".join(sorted(accepted)) or "none"
+            raise InvalidInput(
+                f"searches[{i}].params: index {col.config.index!r} takes no "
+                f"{', '.join(sorted(unknown))} (it takes: {takes})"
+            )
     xq, exclude = _query_vectors(col, queries)
-    groups: dict[tuple[bytes, int], list[int]] = defaultdict(list)
+    groups: dict[tuple[bytes, bytes, int], list[int]] = defaultdict(list)
     for i, q in enumerate(queries):
         fkey = orjson.dumps(q.filter.model_dump(exclude_defaults=True)) if q.filter else b""
-        groups[(fkey, q.k + q.offset + (exclude[i] is not None))].append(i)
+        pkey = orjson.dumps(q.params, option=orjson.OPT_SORT_KEYS)
+        groups[(fkey, pkey, q.k + q.offset + (exclude[i] is not None))].append(i)
     raw: dict[int, list[tuple[int, float]]] = {}
     exact_all = True
-    for (_, depth), members in groups.items():
-        res, exact = _run(col, xq[members], depth, queries[members[0]].filter)
+    for (_, _, depth), members in groups.items():
+        first = queries[members[0]]
+        res, exact = _run(col, xq[members], depth, first.filter, first.params)
         exact_all &= exact
         for row, i in enumerate(members):
             raw[i] = [(iid, s) for iid, s in res.row(row) if iid != exclude[i]]

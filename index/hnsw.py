@@ -60,6 +60,8 @@ class FaissIndex:
 
     NAME: ClassVar[str] = ""
     Params: ClassVar[type[Any]]
+    #: Search-time parameters a single search may override.
+    KNOBS: ClassVar[tuple[str, ...]] = ()
     persist: ClassVar[bool] = True
     exact: ClassVar[bool] = False
 
@@ -148,11 +150,20 @@ class FaissIndex:
 
     # -- search ---------------------------------------------------------------------------------
 
-    def search(self, queries: F32, k: int, selector: IdSelector | None = None) -> SearchResult:
-        """Approximate top-``k`` by inner product for ``queries (nq, d) float32``."""
+    def search(
+        self, queries: F32, k: int, selector: IdSelector | None = None, **knobs: int
+    ) -> SearchResult:
+        """Approximate top-``k`` by inner product for ``queries (nq, d) float32``; ``knobs``
+        override search-time parameters for this call (``ef_search`` or ``nprobe``)."""
         queries = check_vectors(queries, self._dim, "queries")
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
+        unknown = set(knobs) - set(self.KNOBS)
+        if unknown:
+            raise ValueError(
+                f"{self.NAME} takes search parameters {', '.join(self.KNOBS)}; "
+                f"not {', '.join(sorted(unknown))}"
+            )
         nq, n = len(queries), self._n
         if nq == 0 or len(self) == 0 or self._faiss is None:
             return _padding(nq, k)
@@ -173,7 +184,7 @@ class FaissIndex:
         if exact:
             scores, rows_found = self._search_exact(queries, kk, sel)
         else:
-            scores, rows_found = self._search_approx(queries, kk, sel)
+            scores, rows_found = self._search_approx(queries, kk, sel, **knobs)
             short = np.flatnonzero((rows_found >= 0).sum(axis=1) < kk)
             if len(short):
                 s2, r2 = self._search_exact(np.ascontiguousarray(queries[short]), kk, sel)
@@ -205,7 +216,7 @@ class FaissIndex:
         out.ids[:, :kk] = np.take_along_axis(ids, o, axis=1)
         return out
 
-    def _search_approx(self, queries: F32, k: int, sel: Any) -> tuple[F32, I64]:
+    def _search_approx(self, queries: F32, k: int, sel: Any, **knobs: int) -> tuple[F32, I64]:
         raise NotImplementedError
 
     def _search_exact(self, queries: F32, k: int, sel: Any) -> tuple[F32, I64]:
@@ -315,6 +326,7 @@ class HNSWIndex(FaissIndex):
 
     NAME: ClassVar[str] = "HNSW"
     Params: ClassVar[type[Any]] = HNSWParams
+    KNOBS: ClassVar[tuple[str, ...]] = ("ef_search",)
 
     def __init__(self, dim: int, params: HNSWParams | None = None) -> None:
         super().__init__(dim, params)
@@ -326,8 +338,8 @@ class HNSWIndex(FaissIndex):
     def _add_vectors(self, vectors: F32) -> None:
         self._faiss.add(vectors)
 
-    def _search_approx(self, queries: F32, k: int, sel: Any) -> tuple[F32, I64]:
-        ef = max(int(self.params.ef_search), k)
+    def _search_approx(self, queries: F32, k: int, sel: Any, **knobs: int) -> tuple[F32, I64]:
+        ef = max(int(knobs.get("ef_search") or self.params.ef_search), k)
         params = faiss.SearchParametersHNSW(efSearch=ef, sel=sel)
         return faiss_result(*self._faiss.search(queries, k, params=params))
 

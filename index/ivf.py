@@ -66,6 +66,7 @@ class IVFIndex(FaissIndex):
 
     NAME: ClassVar[str] = "IVF"
     Params: ClassVar[type[Any]] = IVFParams
+    KNOBS: ClassVar[tuple[str, ...]] = ("nprobe",)
 
     def __init__(self, dim: int, params: IVFParams | None = None) -> None:
         super().__init__(dim, params)
@@ -116,8 +117,8 @@ class IVFIndex(FaissIndex):
         self._nlist = nlist
         return ivf
 
-    def _search_approx(self, queries: F32, k: int, sel: Any) -> tuple[F32, I64]:
-        nprobe = min(int(self.params.nprobe), self._nlist)
+    def _search_approx(self, queries: F32, k: int, sel: Any, **knobs: int) -> tuple[F32, I64]:
+        nprobe = min(int(knobs.get("nprobe") or self.params.nprobe), self._nlist)
         params = faiss.SearchParametersIVF(nprobe=nprobe, sel=sel)
         return faiss_result(*self._faiss.search(queries, k, params=params))
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    model_validator,
+)
 
 from app.filters import Filter, PointId
 
@@ -129,6 +137,10 @@ class SearchRequest(_Body):
     score_threshold: float | None = None
     with_payload: bool = True
     with_vector: bool = False
+    params: dict[str, StrictInt | StrictFloat | StrictBool] = Field(
+        default_factory=dict,
+        description="index search parameters for this query, e.g. {\"ef_search\": 256}",
+    )
 
     @model_validator(mode="after")
     def _one(self) -> SearchRequest:

@@ -31,6 +31,7 @@ def _query(r: SearchRequest) -> Query:
         score_threshold=r.score_threshold,
         with_payload=r.with_payload,
         with_vector=r.with_vector,
+        params=r.params,
     )
 
 

@@ -106,3 +106,23 @@ def test_deleted_points_never_returned(client: TestClient) -> None:
     r = client.post("/collections/c/search", json={"vector": x[0].tolist(), "k": 300}).json()
     ids = [h["id"] for h in r["hits"]]
     assert len(ids) == 150 and all(i % 2 for i in ids)
+
+
+def test_per_query_index_parameters(client: TestClient) -> None:
+    client.post("/collections", json={"name": "h", "dim": D, "index": "HNSW(m=8)"})
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((500, D)).astype(np.float32)
+    pts = [{"id": i, "vector": v.tolist()} for i, v in enumerate(x)]
+    client.put("/collections/h/points", json={"points": pts})
+    client.post("/collections/h/flush")
+    assert client.get("/collections/h").json()["segments"] >= 1
+    q = x[3]
+    body = {"vector": q.tolist(), "k": 10, "params": {"ef_search": 400}}
+    r = client.post("/collections/h/search", json=body)
+    assert r.status_code == 200 and r.json()["exact"] is False
+    assert [h["id"] for h in r.json()["hits"]] == np.argsort(-(x @ q))[:10].tolist()
+    r = client.post("/collections/h/search", json={**body, "params": {"nprobe": 4}})
+    assert r.status_code == 422 and "takes: ef_search" in r.json()["message"]
+    load(client)
+    r = client.post("/collections/c/search", json={**body, "params": {"ef_search": 4}})
+    assert r.status_code == 422 and "takes: none" in r.json()["message"]
