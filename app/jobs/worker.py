@@ -111,12 +111,24 @@ def build(
     return finish_segment(root, seg_id, stage, spec, index, n, dim)
 
 
+def peak_rss() -> int:
+    """This process's peak resident bytes. ``VmHWM`` belongs to the current address space;
+    ``ru_maxrss`` would also count the parent's peak from before the fork and exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def main(argv: list[str]) -> int:
     args = json.loads(argv[1])
     meta = build(
         args["sources"], args["keep"], Path(args["root"]), args["seg_id"], args["spec"], args["dim"]
     )
-    emit({"done": meta, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+    emit({"done": meta, "rss": peak_rss()})
     return 0
 
 
