@@ -76,7 +76,9 @@ def build(
         stride = max(1, -(-n // TRAIN_SAMPLE))
         sample = np.concatenate(
             [
-                c[k[i : i + len(c)]][::stride]
+                # fancy indexing copies only the sampled rows: a strided view would keep
+                # every whole chunk alive until the concatenation
+                c[np.flatnonzero(k[i : i + len(c)])[::stride]]
                 for d, _, k in parts
                 for i, c in zip(
                     range(0, len(k), CHUNK * stride),
