@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,17 @@ def watch(client: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
     return final
 
 
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """``Authorization`` for ``--api-key`` (default ``$INNERSPACE_API_KEY``), if any."""
+    key = api_key or os.environ.get("INNERSPACE_API_KEY")
+    return {"authorization": f"Bearer {key}"} if key else {}
+
+
 def import_command(args: argparse.Namespace) -> int:
     path = Path(args.file)
     fmt = detect_format(str(path), args.format)
-    with httpx.Client(base_url=args.url, timeout=300) as client:
+    headers = auth_headers(args.api_key)
+    with httpx.Client(base_url=args.url, timeout=300, headers=headers) as client:
         if args.server_path:
             r = client.post(
                 f"/collections/{args.collection}/import",
@@ -87,8 +95,10 @@ def import_command(args: argparse.Namespace) -> int:
 
 def jobs_command(args: argparse.Namespace) -> int:
     params = {k: v for k, v in {"collection": args.collection, "state": args.state}.items() if v}
-    r = httpx.get(f"{args.url}/jobs", params=params, timeout=30)
-    r.raise_for_status()
+    r = httpx.get(f"{args.url}/jobs", params=params, timeout=30, headers=auth_headers(args.api_key))
+    if r.status_code != 200:
+        console.print(f"[red]{r.status_code}[/red] {r.json().get('message', r.text)}")
+        return 1
     table = Table("id", "kind", "collection", "state", "phase", "done", "total", "error")
     for j in r.json()["jobs"]:
         table.add_row(
@@ -107,12 +117,17 @@ def jobs_command(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Register ``import`` and ``jobs`` on the CLI's subparsers."""
-    url = {"default": "http://127.0.0.1:8000", "help": "server URL (default %(default)s)"}
+    url = {
+        "default": os.environ.get("INNERSPACE_URL", "http://127.0.0.1:8000"),
+        "help": "server URL (default $INNERSPACE_URL or %(default)s)",
+    }
+    key = {"help": "API key (default $INNERSPACE_API_KEY)"}
     imp = sub.add_parser("import", help="import a file (NDJSON, .npy, Parquet) with progress")
     imp.add_argument("file")
     imp.add_argument("--collection", required=True)
     imp.add_argument("--format", choices=["ndjson", "npy", "parquet"])
     imp.add_argument("--url", **url)
+    imp.add_argument("--api-key", **key)
     imp.add_argument(
         "--server-path", action="store_true", help="the file is on the server: send its path"
     )
@@ -121,4 +136,5 @@ def add_commands(sub: Any) -> None:
     jobs.add_argument("--collection")
     jobs.add_argument("--state")
     jobs.add_argument("--url", **url)
+    jobs.add_argument("--api-key", **key)
     jobs.set_defaults(func=jobs_command)

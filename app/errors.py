@@ -8,8 +8,12 @@
      ├── NotFound (404 not_found)               unknown collection, point or route
      ├── AlreadyExists (409 already_exists)     collection name taken
      ├── Conflict (409 conflict)                request disagrees with the collection's config
+     ├── Unauthorized (401 unauthorized)        no API key, or an unknown/revoked one
+     ├── Forbidden (403 forbidden)              the key's role or collection does not allow it
      ├── PayloadTooLarge (413 payload_too_large)
-     └── Unavailable (503 unavailable)          still loading, shutting down
+     ├── TooManyRequests (429 rate_limited)     the key's rate limit; ``Retry-After`` says when
+     ├── Unavailable (503 unavailable)          still loading, shutting down
+     └── InsufficientStorage (507 insufficient_storage)  would exceed the memory budget
 
 Every error renders as ``{"error": code, "message": sentence, "details": ...?}``.
 """
@@ -29,6 +33,10 @@ class InnerspaceError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (``Retry-After``, ``WWW-Authenticate``)."""
+        return {}
 
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"error": self.code, "message": self.message}
@@ -67,6 +75,21 @@ class Conflict(InnerspaceError):
     status, code = 409, "conflict"
 
 
+class Unauthorized(InnerspaceError):
+    """No API key was sent, or the one sent is unknown or revoked."""
+
+    status, code = 401, "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="innerspace"'}
+
+
+class Forbidden(InnerspaceError):
+    """The API key is valid but its role or collection scope does not cover the request."""
+
+    status, code = 403, "forbidden"
+
+
 class PayloadTooLarge(InnerspaceError):
     """The request body exceeds the configured limit."""
 
@@ -77,3 +100,22 @@ class Unavailable(InnerspaceError):
     """The service cannot answer yet (loading) or any more (stopping)."""
 
     status, code = 503, "unavailable"
+
+
+class TooManyRequests(InnerspaceError):
+    """The API key spent its rate limit; retry after ``retry_after`` seconds."""
+
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, retry_after: int, details: Any = None) -> None:
+        super().__init__(message, details)
+        self.retry_after = max(1, int(retry_after))
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class InsufficientStorage(InnerspaceError):
+    """Doing this would take the process past its configured memory budget."""
+
+    status, code = 507, "insufficient_storage"

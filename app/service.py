@@ -17,6 +17,7 @@ from app.config import Settings
 from app.encoding import Encoding, Kind
 from app.errors import AlreadyExists, InvalidInput, NotFound, Unavailable
 from app.filters import Filter
+from app.guard import check_build
 from app.jobs import HANDLERS, Job, JobRunner, JobTable
 from app.jobs.imports import detect_format
 from app.search import Outcome, Query, search
@@ -310,6 +311,7 @@ class SearchService:
             canonical = index_factory(col.dim, spec).spec
         except SpecError as exc:
             raise InvalidInput(f"bad index spec {spec!r}: {exc}") from None
+        check_build(self, name, canonical)  # 507 past INNERSPACE_MEMORY_BUDGET_BYTES
         return self.jobs.submit("build", name, {"spec": canonical})
 
     def compact(self, name: str) -> Job:

@@ -41,8 +41,9 @@ def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
 class Server:
     """A real ``innerspace serve`` subprocess on a free loopback port."""
 
-    def __init__(self, data_dir: Path, **env: str) -> None:
+    def __init__(self, data_dir: Path, host: str = "127.0.0.1", **env: str) -> None:
         self.data_dir = data_dir
+        self.host = host  # bind address; the tests connect over loopback either way
         self.env = env
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -54,7 +55,7 @@ class Server:
         cmd += [
             "serve",
             "--host",
-            "127.0.0.1",
+            self.host,
             "--port",
             str(self.port),
             "--data-dir",

@@ -1,4 +1,9 @@
-"""The FastAPI application: routers, the one error handler, the body-size guard, lifespan."""
+"""The FastAPI application: routers, the one error handler, middlewares, lifespan.
+
+Middlewares, outermost first: :class:`~app.logs.RequestLog` (request ids, access log),
+:class:`~app.metrics.MetricsMiddleware` (request counts and latencies), :class:`BodyLimit`
+(413). Authentication, roles and rate limits are route dependencies (:mod:`app.api.deps`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import re
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,14 +22,25 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import app as app_pkg
-from app.api.routes import collections, encode, health, jobs, points, search
+from app.api.routes import collections, encode, health, jobs, keys, metrics, points, search
+from app.auth import Authenticator
 from app.config import Settings, get_settings
 from app.errors import BadRequest, InnerspaceError, InvalidInput, PayloadTooLarge
+from app.logs import RequestLog
+from app.metrics import Metrics, MetricsMiddleware
+from app.ratelimit import RateLimiter
 from app.service import SearchService
+from app.store.keys import KeyStore
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+}
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -34,7 +51,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 
 def _error(exc: InnerspaceError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers() or None)
 
 
 async def _on_domain(_: Request, exc: Exception) -> JSONResponse:
@@ -134,7 +151,16 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = service or SearchService(settings)
-        app.state.service = svc
+        keystore = KeyStore(Path(settings.data_dir) / "catalog.sqlite")
+        auth = Authenticator(settings, keystore)
+        log.info(auth.describe(settings))
+        if auth.required and settings.admin_key is None and keystore.active_count() == 0:
+            log.warning(
+                "API keys are required but none exist: create one with "
+                "`innerspace keys create --role admin --data-dir %s`",
+                settings.data_dir,
+            )
+        app.state.service, app.state.keys, app.state.auth = svc, keystore, auth
         loader = threading.Thread(target=svc.open, name="innerspace-load", daemon=True)
         loader.start()
         try:
@@ -142,6 +168,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         finally:
             loader.join()
             svc.close()
+            keystore.close()
 
     api = FastAPI(
         title="Innerspace",
@@ -153,7 +180,16 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
     api.add_exception_handler(RequestValidationError, _on_validation)
     api.add_exception_handler(StarletteHTTPException, _on_http)
     api.add_exception_handler(Exception, _on_unexpected)
+    api.state.settings = settings
+    api.state.limiter = RateLimiter(settings.read_rate_limit, settings.write_rate_limit)
+    budget = settings.memory_budget_bytes
+    api.state.metrics = Metrics(
+        lambda: getattr(api.state, "service", None), None if budget is None else int(budget)
+    )
+    # Added innermost first: RequestLog ends up outermost.
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes, exempt=UPLOAD_ROUTE)
-    for module in (health, collections, points, search, jobs, encode):
+    api.add_middleware(MetricsMiddleware, metrics=api.state.metrics)
+    api.add_middleware(RequestLog)
+    for module in (health, metrics, collections, points, search, jobs, encode, keys):
         api.include_router(module.router)
     return api

@@ -1,11 +1,20 @@
-"""Named dependency types for the routes; tests swap them with ``app.dependency_overrides``."""
+"""Named dependency types for the routes; tests swap them with ``app.dependency_overrides``.
+
+Every route that is not a health check declares who may call it with one of the key types
+below (``ReadKey``, ``WriteKey``, ``AdminKey``, ``KeyAdmin``): the dependency authenticates the
+request (401), checks the key's role and, for ``/collections/{name}/...``, its collection
+scope (403), then spends one request of the key's rate limit (429). See :mod:`app.auth`.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from app.auth import Authenticator, Principal, Role, pick_token
+from app.ratelimit import RateLimiter
 from app.service import SearchService
 
 
@@ -15,3 +24,47 @@ def get_service(request: Request) -> SearchService:
 
 
 ServiceDep = Annotated[SearchService, Depends(get_service)]
+
+_bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
+_api_key = APIKeyHeader(name="api-key", auto_error=False, description="an API key")
+
+
+class Require:
+    """Dependency: the caller holds a key of ``role`` or above.
+
+    ``unscoped``: the key must not be limited to one collection (key management, metrics).
+    ``only_if``: the name of a boolean setting; when it is false the route stays open.
+    """
+
+    def __init__(self, role: Role, unscoped: bool = False, only_if: str | None = None) -> None:
+        self.role, self.unscoped, self.only_if = role, unscoped, only_if
+
+    def __repr__(self) -> str:
+        return f"Require({self.role!r}, unscoped={self.unscoped})"
+
+    async def __call__(
+        self,
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        api_key: Annotated[str | None, Depends(_api_key)],
+    ) -> Principal:
+        client = request.client.host if request.client else "?"
+        if self.only_if is not None and not getattr(request.app.state.settings, self.only_if):
+            return Principal("read", client=client)
+        auth: Authenticator = request.app.state.auth
+        token = pick_token(bearer.credentials if bearer else None, api_key)
+        principal = auth.authenticate(token, client)
+        principal.check(self.role, request.path_params.get("name"), self.unscoped)
+        limiter: RateLimiter = request.app.state.limiter
+        limiter.hit(principal.rate_key, "read" if self.role == "read" else "write")
+        request.state.principal = principal
+        return principal
+
+
+ReadKey = Annotated[Principal, Depends(Require("read"))]
+WriteKey = Annotated[Principal, Depends(Require("write"))]
+AdminKey = Annotated[Principal, Depends(Require("admin"))]
+#: Admin without a collection scope: key management.
+KeyAdmin = Annotated[Principal, Depends(Require("admin", unscoped=True))]
+#: ``/metrics``: open, or any unscoped key with ``INNERSPACE_METRICS_AUTH=true``.
+MetricsKey = Annotated[Principal, Depends(Require("read", unscoped=True, only_if="metrics_auth"))]

@@ -233,3 +233,27 @@ class EncodeResponse(BaseModel):
     multivector: bool
     vectors: list[list[float]] | list[list[list[float]]]
     truncated: int
+
+
+class KeyCreate(_Body):
+    role: Literal["read", "write", "admin"] = Field(examples=["read"])
+    collection: str | None = Field(None, description="limit the key to this collection")
+    name: str | None = Field(None, max_length=200, description="a label for `keys list`")
+
+
+class KeyInfo(BaseModel):
+    id: str
+    role: str
+    collection: str | None
+    name: str | None
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
+
+
+class KeyCreated(KeyInfo):
+    key: str = Field(description="the API key itself; shown only in this response")
+
+
+class KeyList(BaseModel):
+    keys: list[KeyInfo]

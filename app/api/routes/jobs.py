@@ -10,7 +10,7 @@ from typing import Literal
 from fastapi import APIRouter, Request, status
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import ServiceDep
+from app.api.deps import AdminKey, ReadKey, ServiceDep, WriteKey
 from app.api.schemas import BuildRequest, ImportRequest, JobList, JobOut
 from app.errors import PayloadTooLarge
 
@@ -20,15 +20,16 @@ router = APIRouter(tags=["jobs"])
 @router.post(
     "/collections/{name}/index", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut
 )
-def build_index(name: str, body: BuildRequest, service: ServiceDep) -> JobOut:
-    """(Re)build the collection's index under a new spec, in the background."""
+def build_index(name: str, body: BuildRequest, service: ServiceDep, _: WriteKey) -> JobOut:
+    """(Re)build the collection's index under a new spec, in the background; 507 when the
+    new index would not fit ``INNERSPACE_MEMORY_BUDGET_BYTES`` beside what is loaded."""
     return JobOut(**service.build_index(name, body.spec).public())
 
 
 @router.post(
     "/collections/{name}/compact", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut
 )
-def compact(name: str, service: ServiceDep) -> JobOut:
+def compact(name: str, service: ServiceDep, _: WriteKey) -> JobOut:
     """Rewrite the sealed segments without deleted or replaced rows; reports bytes freed."""
     return JobOut(**service.compact(name).public())
 
@@ -36,8 +37,8 @@ def compact(name: str, service: ServiceDep) -> JobOut:
 @router.post(
     "/collections/{name}/import", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut
 )
-def import_path(name: str, body: ImportRequest, service: ServiceDep) -> JobOut:
-    """Import a file that is already on the server."""
+def import_path(name: str, body: ImportRequest, service: ServiceDep, _: AdminKey) -> JobOut:
+    """Import a file that is already on the server (admin: it reads the server's files)."""
     job = service.import_file(name, body.path, body.format, body.ids_path, body.payloads_path)
     return JobOut(**job.public())
 
@@ -51,6 +52,7 @@ async def import_upload(
     name: str,
     request: Request,
     service: ServiceDep,
+    _: WriteKey,
     format: Literal["ndjson", "npy", "parquet"] = "ndjson",
 ) -> JobOut:
     """Upload a file as the raw request body (``?format=``), then import it in the background."""
@@ -70,25 +72,32 @@ async def import_upload(
 
 @router.get("/jobs", response_model=JobList)
 def list_jobs(
-    service: ServiceDep, collection: str | None = None, state: str | None = None
+    service: ServiceDep, key: ReadKey, collection: str | None = None, state: str | None = None
 ) -> JobList:
-    return JobList(jobs=[JobOut(**j.public()) for j in service.jobs.select(collection, state)])
+    """Jobs, newest first (a key scoped to one collection sees only that collection's)."""
+    if collection is not None:
+        key.check_collection(collection)
+    jobs = service.jobs.select(collection or key.collection, state)
+    return JobList(jobs=[JobOut(**j.public()) for j in jobs])
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-def get_job(job_id: str, service: ServiceDep) -> JobOut:
-    return JobOut(**service.jobs.get(job_id).public())
+def get_job(job_id: str, service: ServiceDep, key: ReadKey) -> JobOut:
+    job = service.jobs.get(job_id)
+    key.check_collection(job.collection)
+    return JobOut(**job.public())
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut)
-def cancel_job(job_id: str, service: ServiceDep) -> JobOut:
+def cancel_job(job_id: str, service: ServiceDep, key: WriteKey) -> JobOut:
+    key.check_collection(service.jobs.get(job_id).collection)
     return JobOut(**service.jobs.cancel(job_id).public())
 
 
 @router.get("/jobs/{job_id}/events", response_class=StreamingResponse)
-async def job_events(job_id: str, service: ServiceDep) -> StreamingResponse:
+async def job_events(job_id: str, service: ServiceDep, key: ReadKey) -> StreamingResponse:
     """Server-Sent Events: ``progress`` on every change, then one ``end`` with the final job."""
-    service.jobs.get(job_id)  # 404 before the stream starts
+    key.check_collection(service.jobs.get(job_id).collection)  # 404/403 before the stream
 
     async def stream() -> AsyncIterator[str]:
         seen = -1

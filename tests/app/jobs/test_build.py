@@ -52,7 +52,8 @@ def wait_state(client: Any, job_id: str, pred: Any, timeout: float = 120) -> dic
     raise TimeoutError(job)
 
 
-def worker_pids() -> list[int]:
+def worker_pids(data_dir: Path | None = None) -> list[int]:
+    """Build workers running on ``data_dir`` (any, when None)."""
     pids = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -60,7 +61,7 @@ def worker_pids() -> list[int]:
                 cmd = (d / "cmdline").read_bytes()
             except OSError:
                 continue
-            if b"app.jobs.worker" in cmd:
+            if b"app.jobs.worker" in cmd and (data_dir is None or str(data_dir).encode() in cmd):
                 pids.append(int(d.name))
     return pids
 
@@ -122,7 +123,7 @@ def test_cancel_keeps_old_index_and_leaves_no_files(client: TestClient, settings
     assert r["exact"] is True
     assert [h["id"] for h in r["hits"]] == np.argsort(-(x @ x[7]))[:3].tolist()
     time.sleep(0.5)
-    assert no_stage_dirs(settings.data_dir) and not worker_pids()
+    assert no_stage_dirs(settings.data_dir) and not worker_pids(settings.data_dir)
 
 
 def test_search_during_build_sees_new_points_exactly(client: TestClient) -> None:
@@ -143,7 +144,7 @@ def test_worker_killed_fails_with_reason(client: TestClient, settings: Any) -> N
     x = fill(client, 30_000)
     job = client.post("/collections/c/index", json={"spec": SLOW_HNSW}).json()
     wait_state(client, job["id"], lambda j: j["phase"] == "adding")
-    for pid in worker_pids():
+    for pid in worker_pids(settings.data_dir):
         os.kill(pid, signal.SIGKILL)
     final = wait_state(client, job["id"], lambda j: j["state"] != "running")
     assert final["state"] == "failed" and "exited with code -9" in final["error"]
@@ -163,7 +164,7 @@ def test_server_killed_mid_build_resumes_after_restart(tmp_path: Path) -> None:
         job = c.post("/collections/c/index", json={"spec": SLOW_HNSW}).json()
         wait_state(c, job["id"], lambda j: j["phase"] == "adding")
     srv.kill()
-    for pid in worker_pids():  # an orphaned worker would finish on its own; kill it too
+    for pid in worker_pids(tmp_path / "data"):  # an orphaned worker would finish; kill it
         os.kill(pid, signal.SIGKILL)
     srv.start()
     with httpx.Client(base_url=srv.url, timeout=60) as c:
