@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -59,3 +60,42 @@ def test_entrypoint_command_serves(tmp_path: Path) -> None:
         proc.terminate()
         # uvicorn shuts down gracefully, then re-raises SIGTERM as its exit status
         assert proc.wait(30) in (0, -15)
+
+
+def test_entrypoint_serves_from_a_fresh_venv(tmp_path: Path) -> None:
+    """What the image does: a plain (non-editable) install into a new virtualenv, then the
+    entrypoint with the image's environment."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    port = free_port()
+    env = {
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "INNERSPACE_DATA_DIR": str(tmp_path / "data"),
+        "INNERSPACE_HOST": "127.0.0.1",
+        "INNERSPACE_PORT": str(port),
+        "INNERSPACE_LOG_LEVEL": "warning",
+    }
+    proc = subprocess.Popen(["sh", str(ROOT / "docker" / "entrypoint.sh"), "serve"], env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            raise TimeoutError("the fresh install did not serve")
+        r = httpx.post(f"http://127.0.0.1:{port}/encode", json={"texts": ["bundled encoder"]})
+        assert r.status_code == 200 and r.json()["dim"] == 384  # the model ships in the wheel
+    finally:
+        proc.terminate()
+        proc.wait(30)
