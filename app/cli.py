@@ -286,7 +286,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     _add_index(sub)
     add_commands(sub)
+    _add_bench(sub)
     return parser
+
+
+#: The benchmarks ``innerspace bench`` runs (modules of the checkout's ``bench/`` package).
+BENCHMARKS = ("flat", "http", "jobs", "text", "encoders", "binary", "muvera")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    # `python -m` puts the working directory first on sys.path: bench/ must be right here.
+    if not (Path.cwd() / "bench" / "__init__.py").is_file():
+        err.print("benchmarks live in the source checkout: run this from the repository root")
+        return 2
+    cmd = [sys.executable, "-m", f"bench.{args.name}", *args.args]
+    return subprocess.run(cmd, check=False).returncode
+
+
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="run a benchmark (python -m bench.NAME) and update BENCHMARKS.md",
+        description="Each benchmark takes --tiny for a seconds-long smoke run; "
+        "`innerspace bench NAME -- --help` shows its own options.",
+    )
+    p.add_argument("name", choices=BENCHMARKS)
+    p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the benchmark")
+    p.set_defaults(func=_bench)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
