@@ -7,10 +7,10 @@ from index.params import SpecError
 from index.spec import REGISTRY, IndexSpec, index_factory, parse_spec
 
 __all__ = [
-    "REGISTRY",
     "IdSelector",
     "Index",
     "IndexSpec",
+    "REGISTRY",
     "Reranker",
     "SearchResult",
     "SpecError",
