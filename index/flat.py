@@ -1,28 +1,47 @@
-"""Exact inner-product search, run at the machine's memory bandwidth (single query) or sgemm
+"""Exact inner-product search at the machine's read bandwidth (one query) and close to its sgemm
 rate (batches).
 
-Why not faiss ``IndexFlatIP``: for one query faiss scans on a single thread with its own kernel
-and reaches about half the read bandwidth; BLAS ``sgemv`` over the same rows uses every core.
-For batches both use sgemm, but faiss keeps a heap per query; here each row block is compared to
-a running k-th-best threshold per query (one vectorised pass) and only the few survivors are
-selected exactly. See ``bench/flat.py`` for the measured fractions.
+The rows are cut into blocks (see :func:`block_rows`). One worker thread per BLAS thread pulls
+blocks, multiplies each with *single-threaded* BLAS (``sgemv`` for one query; for batches
+``sgemm`` as ``(b, d) @ (d, nq)``, the orientation OpenBLAS runs fastest for small ``nq``) and
+folds the scores into its own exact running top-k (:class:`~index.topk.RunningTopK`): one scalar
+compare against the lowest k-th-best threshold finds the handful of entries that can still
+enter, and those are merged in batches. A worker seeds its thresholds from its first block;
+workers share them as they rise.
+
+Why workers rather than BLAS's own threads: selection on one core overlaps the other's
+multiply; no BLAS thread waits on another (OpenBLAS's 2-thread sgemm is ~15% slower at nq=64
+and degrades badly when another process takes a core); and OpenBLAS threads that were woken
+keep spinning for a while after a call, taking a core from whatever runs next. faiss
+``IndexFlatIP`` scans a single query on one thread with its own kernel (about half the
+bandwidth) and keeps a heap per query in batches. ``bench/flat.py`` measures all of it.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
 from index.base import F32, I64, Bool, IdSelector, SearchResult, check_ids, check_vectors
 from index.params import canonical_part
-from index.topk import merge_topk, topk_1d
+from index.topk import RunningTopK, merge_candidates
 
-#: Rows per sgemm block in batched search: the (nq, BLOCK) score block stays cache-sized.
-BLOCK = 32768
+#: Rows per sgemm block in batched search. 4096-16384 measured alike (selection costs ~4% of
+#: the sgemm time at nq=64); smaller blocks add per-block Python, larger ones leave a worker
+#: idle longer at the end of the scan.
+BLOCK = 8192
+#: Largest block (single queries): 65536 x 384 float32 rows are 100 MB, ~5 ms of sgemv.
+MAX_BLOCK = 65536
+#: Smallest block, whatever ``n``: below this per-block Python dominates.
+MIN_BLOCK = 1024
 #: Above this fraction of allowed rows a filtered search scans everything and masks, because
 #: gathering rows costs a copy that is no cheaper than the scan itself.
 GATHER_MAX_FRACTION = 0.5
@@ -171,32 +190,155 @@ class FlatIndex:
         return index
 
 
-def scan(
-    queries: F32, x: F32, ids: I64, k: int, excluded: Bool | None = None
-) -> SearchResult:
+def scan(queries: F32, x: F32, ids: I64, k: int, excluded: Bool | None = None) -> SearchResult:
     """Exact top-``k`` of ``queries (nq, d)`` against rows ``x (n, d)`` labelled ``ids (n,)``.
 
     ``excluded (n,) bool`` marks rows that must not be returned. Results are ordered by
     score descending then id ascending; rows beyond the available hits are ``-1`` / ``-inf``.
+    While a scan runs its worker threads, numpy's BLAS is limited to one thread process-wide
+    (reference-counted, restored by the last scan out).
     """
     nq, n = len(queries), len(x)
-    out_s = np.full((nq, k), -np.inf, dtype=np.float32)
-    out_i = np.full((nq, k), -1, dtype=np.int64)
     if n == 0 or nq == 0:
-        return SearchResult(out_s, out_i)
-    if nq == 1:
-        # One sgemv over all rows is bandwidth-bound and multi-threaded inside BLAS.
-        scores = x @ queries[0]
-        if excluded is not None:
-            scores[excluded] = -np.inf
-        s, i = topk_1d(scores, ids, k)
-        out_s[0, : len(s)], out_i[0, : len(i)] = s, i
-        return SearchResult(out_s, out_i)
-    thr = np.full(nq, -np.inf, dtype=np.float32)
-    for start in range(0, n, BLOCK):
-        stop = min(start + BLOCK, n)
-        block = queries @ x[start:stop].T  # (nq, b) via sgemm
-        if excluded is not None:
-            block[:, excluded[start:stop]] = -np.inf
-        merge_topk(block, ids[start:stop], out_s, out_i, thr)
-    return SearchResult(out_s, out_i)
+        return SearchResult(
+            np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64)
+        )
+    q_t = np.ascontiguousarray(queries.T)
+    threads = _blas.threads()
+    rows = block_rows(nq, n, threads)
+    starts = list(range(0, n, rows))
+    shared = np.full(nq, -np.inf, dtype=np.float32)
+    tops = [RunningTopK(nq, k, shared)]
+    workers = min(threads, len(starts))
+    if workers <= 1:
+        _scan_blocks(tops[0], iter(starts), rows, q_t, x, ids, excluded)
+    else:
+        # Each worker runs single-threaded BLAS on the blocks it pulls and selects from them
+        # while the other multiplies: both cores stay busy, no BLAS thread waits on another.
+        tops += [RunningTopK(nq, k, shared) for _ in range(workers - 1)]
+        pulled = _Blocks(starts)
+        with _blas.single_threaded(), ThreadPoolExecutor(workers) as pool:
+            futures = [
+                pool.submit(_scan_blocks, top, pulled, rows, q_t, x, ids, excluded) for top in tops
+            ]
+            for f in futures:
+                f.result()
+    out = tops[0]
+    for top in tops[1:]:
+        qi, col = np.nonzero(top.ids >= 0)
+        merge_candidates(qi, top.scores[qi, col], top.ids[qi, col], out.scores, out.ids, out.thr)
+    return SearchResult(out.scores, out.ids)
+
+
+def block_rows(nq: int, n: int, workers: int) -> int:
+    """Rows per block for ``nq`` queries over ``n`` rows shared by ``workers`` threads.
+
+    At most ``BLOCK`` rows at 64 queries and up, more for fewer queries (up to ``MAX_BLOCK`` for
+    one), so per-block Python stays ~1% of the BLAS time; and at most ``n / (16 * workers)`` so
+    the worker that finishes first idles at most one short block while the other ends its last.
+    """
+    cap = min(MAX_BLOCK, max(BLOCK, BLOCK * 64 // nq))
+    return int(max(MIN_BLOCK, min(cap, -(-n // (16 * workers)))))
+
+
+def _part(excluded: Bool | None, start: int, stop: int) -> Bool | None:
+    """``excluded[start:stop]``, or None when nothing there is excluded."""
+    if excluded is None:
+        return None
+    part = excluded[start:stop]
+    return part if part.any() else None
+
+
+def _scan_blocks(
+    top: RunningTopK,
+    starts: Iterator[int],
+    rows: int,
+    q_t: F32,
+    x: F32,
+    ids: I64,
+    excluded: Bool | None,
+) -> None:
+    """Fold the ``rows``-row blocks beginning at ``starts`` into ``top`` (``x_block @ q_t``)."""
+    n, nq = len(x), q_t.shape[1]
+    block = np.empty((min(rows, n), nq), dtype=np.float32)
+    mask = np.empty(block.shape, dtype=bool)
+    for start in starts:
+        stop = min(start + rows, n)
+        scores = block[: stop - start]
+        if nq == 1:  # sgemv, bandwidth-bound
+            np.matmul(x[start:stop], q_t[:, 0], out=scores[:, 0])
+        else:
+            # (b, d) @ (d, nq): ~1.25x faster in OpenBLAS than (nq, d) @ (d, b) at nq=64.
+            np.matmul(x[start:stop], q_t, out=scores)
+        top.fold(scores, ids[start:stop], _part(excluded, start, stop), mask)
+    top.flush()
+
+
+class _Blocks:
+    """A thread-safe iterator over block starts shared by the scan workers."""
+
+    def __init__(self, starts: list[int]) -> None:
+        self._it = iter(starts)
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[int]:
+        return self
+
+    def __next__(self) -> int:
+        with self._lock:
+            return next(self._it)
+
+
+class _BlasThreads:
+    """Reference-counted "BLAS on one thread" switch for numpy's BLAS (via threadpoolctl).
+
+    Concurrent scans each enter it; the first one in lowers the limit and the last one out
+    restores the original, so overlapping scans never restore each other's lowered value.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._libs: list[Any] | None = None
+        self._saved: list[int] = []
+
+    def _controllers(self) -> list[Any]:
+        if self._libs is None:
+            try:
+                from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+            except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+                self._libs = []
+                return self._libs
+            libs = ThreadpoolController().select(user_api="blas").lib_controllers
+            # Only numpy's BLAS: faiss may bring its own, and its limits are its own business.
+            mine = [c for c in libs if "numpy" in str(c.filepath)]
+            self._libs = mine or libs
+        return self._libs
+
+    def threads(self) -> int:
+        """Threads numpy's BLAS would use outside any scan (1 when unknown)."""
+        with self._lock:
+            if self._users:
+                return max(self._saved, default=1)
+            return max((int(c.num_threads) for c in self._controllers()), default=1)
+
+    @contextmanager
+    def single_threaded(self) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                libs = self._controllers()
+                self._saved = [int(c.num_threads) for c in libs]
+                for c in libs:
+                    c.set_num_threads(1)
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    for c, t in zip(self._controllers(), self._saved, strict=True):
+                        c.set_num_threads(t)
+
+
+_blas = _BlasThreads()
