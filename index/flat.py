@@ -69,6 +69,24 @@ class FlatIndex:
         self._ndead = 0
         self._sorted = True
 
+    @classmethod
+    def wrap(cls, ids: I64, vectors: F32) -> Self:
+        """A store over ``vectors (n, d) float32`` as given, without copying: a read-only
+        ``np.memmap`` stays on disk (page cache) until a later :meth:`add` copies it."""
+        if vectors.ndim != 2 or vectors.dtype != np.float32 or not vectors.flags.c_contiguous:
+            raise ValueError(f"vectors must be C-contiguous (n, d) float32, got {vectors.dtype}")
+        index = cls(int(vectors.shape[1]))
+        index._ids = check_ids(ids, len(vectors)).copy()
+        index._x = vectors
+        index._n = len(vectors)
+        index._sorted = bool(len(ids) < 2 or np.all(index._ids[1:] > index._ids[:-1]))
+        return index
+
+    @property
+    def mapped(self) -> bool:
+        """True while the rows are a memory map rather than process memory."""
+        return isinstance(self._x, np.memmap)
+
     @property
     def spec(self) -> str:
         return canonical_part("Flat", self.params)
@@ -148,7 +166,8 @@ class FlatIndex:
 
     def nbytes(self) -> int:
         dead = 0 if self._dead is None else self._dead.nbytes
-        return int(self._x.nbytes + self._ids.nbytes + dead)
+        rows = 0 if self.mapped else self._x.nbytes
+        return int(rows + self._ids.nbytes + dead)
 
     def search(self, queries: F32, k: int, selector: IdSelector | None = None) -> SearchResult:
         """Exact top-``k`` by inner product for ``queries (nq, d) float32``."""
