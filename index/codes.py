@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from index.base import F32, Bool
+from index.flat import _blas
 
 U8 = np.ndarray[Any, np.dtype[np.uint8]]
 I8 = np.ndarray[Any, np.dtype[np.int8]]
@@ -34,7 +35,9 @@ F64 = npt.NDArray[np.float64]
 
 def random_orthogonal(rng: np.random.Generator, d: int) -> F64:
     """A Haar-distributed ``(d, d)`` orthogonal matrix (QR of a Gaussian, signs fixed)."""
-    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    g = rng.standard_normal((d, d))
+    with _blas.single_threaded():  # small LAPACK calls: 2-4x faster on one thread here
+        q, r = np.linalg.qr(g)
     out: F64 = q * np.where(np.diag(r) < 0, -1.0, 1.0)
     return out
 
@@ -78,8 +81,10 @@ def unit_queries(q: F32) -> F64:
 
 def sign_codes(y: F64, projection: F32) -> U8:
     """Packed ``sign(y @ projection) > 0`` bits; ``projection`` is ``(len(y[0]) or more, L)``:
-    queries pass their ``d`` coordinates and use its first ``d`` rows."""
-    return pack_bits(y @ projection[: y.shape[1]] > 0)
+    queries pass their ``d`` coordinates and use its first ``d`` rows. The product runs in
+    float32 (3x faster than float64 here; it flips ~1 bit in 10^7, those next to a plane)."""
+    y32 = y.astype(np.float32, copy=False)
+    return pack_bits(y32 @ projection[: y.shape[1]] > 0)
 
 
 def hamming_to_ip(h: npt.NDArray[Any], bits: int, q: F32, mean: F32, max_norm: float) -> F32:
@@ -104,7 +109,8 @@ def fit_itq(v: F64, rng: np.random.Generator, iters: int) -> tuple[F64, list[flo
     losses: list[float] = []
     for _ in range(iters):
         b = np.where(proj >= 0, np.float32(1), np.float32(-1))
-        u, _, wt = np.linalg.svd((v32.T @ b).astype(np.float64))
+        with _blas.single_threaded():  # (c, c) SVD: 2-3x faster on one thread here
+            u, _, wt = np.linalg.svd((v32.T @ b).astype(np.float64))
         rot = u @ wt
         proj = v32 @ rot.astype(np.float32)
         b = np.where(proj >= 0, np.float32(1), np.float32(-1))

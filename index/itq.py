@@ -15,6 +15,8 @@ estimate with :func:`~index.codes.hamming_to_ip`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from index.codes import (
     stacked_rotations,
     unit_queries,
 )
+from index.flat import _blas
 
 #: faiss as ``Any`` (partial stubs since 1.15; see :mod:`index.hnsw`).
 faiss: Any = _faiss
@@ -38,6 +41,24 @@ faiss: Any = _faiss
 #: ITQ iterations and the cap on the rows it trains on (the mean and ``M`` use every row).
 ITQ_ITERS = 50
 ITQ_SAMPLE = 10_000
+
+
+@contextmanager
+def _omp_threads(n: int) -> Iterator[None]:
+    """faiss's OpenMP threads for this thread's next calls (``0``: leave them). faiss scans a
+    binary index in parallel over *queries*, so one query gains nothing from a second thread,
+    and on a busy box the idle thread's barrier stalls it: ``IndexBinaryFlat`` over 57k codes
+    took 70-100 ms on 2 threads vs 0.2 ms on 1 (``index/BINARY_NOTES.md``). OpenMP keeps the
+    thread count per calling thread, so concurrent searches on other threads are unaffected."""
+    if n <= 0:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 class HammingCodec:
@@ -72,7 +93,9 @@ class HammingCodec:
         else:
             if len(r) > ITQ_SAMPLE:
                 r = r[np.sort(rng.choice(len(r), ITQ_SAMPLE, replace=False))]
-            _, vecs = np.linalg.eigh(r.T @ r)
+            cov = r.T @ r
+            with _blas.single_threaded():  # (d, d) eigh: faster on one thread
+                _, vecs = np.linalg.eigh(cov)
             pca = vecs[:, ::-1]  # principal directions, largest variance first
             rot, self.itq_loss = fit_itq(r @ pca, rng, ITQ_ITERS)
             self.pca, self.itq_rotation = pca.astype(np.float32), rot.astype(np.float32)
@@ -99,7 +122,8 @@ class HammingCodec:
         if allowed is not None:
             sel = faiss.IDSelectorBitmap(np.packbits(allowed, bitorder="little"))
             params = faiss.SearchParameters(sel=sel)
-        dist, rows = self.index.search(codes, depth, params=params)
+        with _omp_threads(1 if len(codes) < faiss.omp_get_max_threads() else 0):
+            dist, rows = self.index.search(codes, depth, params=params)
         rows = np.asarray(rows, dtype=np.int64)
         est = hamming_to_ip(np.asarray(dist), self.code_bits, queries, self.mean, self.max_norm)
         return np.where(rows >= 0, est, -np.inf).astype(np.float32), rows
