@@ -10,6 +10,14 @@ documents' rows, runs one sgemm against the query tokens and takes per-document 
 >>> tokens = np.array([[1, 0], [0, 2], [3, 3]], np.float32)   # doc 0: rows 0-1, doc 1: row 2
 >>> maxsim_scores(q, tokens, np.array([0, 2, 3]))
 array([3., 6.], dtype=float32)
+
+Query-token ball carving (MUVERA section 4) merges near-duplicate query tokens before re-ranking:
+``max_p <q1 + q2, p> <= max_p <q1, p> + max_p <q2, p>``, so carved scores never exceed exact
+ones, and equal them when the merged tokens pick the same document token.
+
+>>> carve(np.array([[1, 0], [0.99, 0.1], [0, 1]], np.float32), tau=0.9)
+array([[1.99, 0.1 ],
+       [0.  , 1.  ]], dtype=float32)
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ __all__ = [
     "MaxSimParams",
     "MaxSimReranker",
     "TokenStore",
+    "carve",
     "chamfer",
     "maxsim_scores",
     "pack",
@@ -88,6 +97,42 @@ def chamfer(query: npt.ArrayLike, doc: npt.ArrayLike) -> float:
     """Reference MaxSim of one pair, float64: ``sum_i max_j <query[i], doc[j]>``."""
     q, p = np.asarray(query, dtype=np.float64), np.asarray(doc, dtype=np.float64)
     return float((q @ p.T).max(axis=1).sum())
+
+
+def carve(query: npt.ArrayLike, tau: float) -> F32:
+    """Greedy ball carving of query tokens: ``(t, d) -> (b, d) float32``, ``b <= t``.
+
+    Tokens are visited in order; each one not yet in a ball opens a ball that takes every
+    remaining token whose cosine with it is ``>= tau``, and the ball is the SUM of its tokens
+    (so a carved query's MaxSim lower-bounds the exact one; ``tau = 1`` merges only parallel
+    tokens). Zero tokens merge into nothing and are kept as they are.
+
+    Args:
+        query: ``(t, d)`` query tokens, ``t >= 1``.
+        tau: cosine threshold in ``(0, 1]``.
+
+    Returns:
+        ``(b, d) float32`` ball sums, in the order of each ball's first token.
+    """
+    if not 0.0 < tau <= 1.0:
+        raise ValueError(f"tau must be in (0, 1], got {tau}")
+    q = np.ascontiguousarray(query, dtype=np.float32)
+    t = len(q)
+    if t <= 1:
+        return q.copy()
+    norms = np.linalg.norm(q, axis=1)
+    unit = q / np.where(norms > 0, norms, 1.0)[:, None]
+    near = (unit @ unit.T) >= np.float32(tau)  # (t, t); a zero token is near nothing
+    np.fill_diagonal(near, True)
+    free = np.ones(t, dtype=bool)
+    balls: list[F32] = []
+    for i in range(t):  # t is a query's token count (tens): a short loop of vector ops
+        if free[i]:
+            members = free & near[i]
+            free &= ~members
+            balls.append(q[members].sum(axis=0))
+    out: F32 = np.stack(balls).astype(np.float32, copy=False)
+    return out
 
 
 def gather_rows(offsets: I64, docs: I64) -> tuple[I64, I64]:
@@ -282,15 +327,20 @@ class MaxSimReranker:
     def __init__(self, store: TokenStore) -> None:
         self.store = store
 
-    def rerank(self, query: F32, candidates: I64, k: int) -> SearchResult:
+    def rerank(
+        self, query: F32, candidates: I64, k: int, *, tau: float | None = None
+    ) -> SearchResult:
         """Best ``k`` of ``candidates (m,) int64`` ids for ``query (t, d) float32`` by MaxSim.
 
-        Unknown, removed, duplicate and ``-1`` ids are skipped. Returns a one-row
-        :class:`~index.base.SearchResult` (score desc, id asc; ``-1``/``-inf`` padding).
+        Unknown, removed, duplicate and ``-1`` ids are skipped. ``tau`` ball-carves the query
+        first (:func:`carve`): fewer query tokens, approximate (lower-bound) scores. Returns a
+        one-row :class:`~index.base.SearchResult` (score desc, id asc; ``-1``/``-inf`` padding).
         """
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
         query = _check_query(query, self.store.dim)
+        if tau is not None:
+            query = carve(query, tau)
         out_s = np.full((1, k), -np.inf, dtype=np.float32)
         out_i = np.full((1, k), -1, dtype=np.int64)
         cand = np.unique(np.asarray(candidates, dtype=np.int64))

@@ -40,17 +40,26 @@ FORMAT = 1
 @dataclass(frozen=True)
 class MuveraParams:
     """FDE parameters (see :func:`index.fde.draw_matrices`), fill rule, final count-sketch
-    dimension (0: none), token store dtype and the seed of every random matrix."""
+    dimension (0: none), token store dtype and the seed of every random matrix.
+
+    ``fill`` also takes the issue's boolean spelling: ``fill=true`` is ``nearest``, ``fill=false``
+    is ``zero`` (the canonical spec prints ``nearest``/``zero``).
+    """
 
     k_sim: int = 5
     d_proj: int = 16
     r_reps: int = 20
-    fill: Literal["nearest", "zero"] = "nearest"
+    fill: Literal["nearest", "zero", "true", "false"] = "nearest"
     d_final: int = 0
     store_dtype: Literal["float32", "float16"] = "float32"
     seed: int = 42
 
     def __post_init__(self) -> None:
+        aliases = {"true": "nearest", "false": "zero", True: "nearest", False: "zero"}
+        if self.fill in aliases:
+            object.__setattr__(self, "fill", aliases[self.fill])
+        if self.fill not in ("nearest", "zero"):
+            raise ValueError(f"fill must be nearest or zero (or true/false), got {self.fill!r}")
         if not 0 <= self.k_sim <= 10:
             raise ValueError(f"k_sim must be in [0, 10], got {self.k_sim}")
         if self.d_proj < 1 or self.r_reps < 1:
@@ -83,6 +92,8 @@ class MuveraIndex:
     multivector: ClassVar[bool] = True
     persist: ClassVar[bool] = True
     exact: ClassVar[bool] = False
+    #: Per-call search parameters (keywords of :meth:`search`).
+    KNOBS: ClassVar[tuple[str, ...]] = ("candidates", "exact", "tau")
 
     def __init__(
         self,
@@ -158,7 +169,7 @@ class MuveraIndex:
 
     @property
     def _fill(self) -> Fill:
-        return self.params.fill
+        return "zero" if self.params.fill == "zero" else "nearest"  # aliases are normalised
 
     # -- mutation -------------------------------------------------------------------------------
 
@@ -194,6 +205,7 @@ class MuveraIndex:
         *,
         candidates: int | None = None,
         exact: bool = False,
+        tau: float | None = None,
     ) -> SearchResult:
         """Top-``k`` documents by MaxSim for each query (a ``(t_q, dim)`` token array).
 
@@ -204,12 +216,17 @@ class MuveraIndex:
             candidates: FDE candidates re-ranked per query (default: the spec's MaxSim
                 ``candidates``; raised to ``k``).
             exact: score every document by MaxSim (brute force, the ground truth).
+            tau: ball-carve each query's tokens at cosine ``tau`` in ``(0, 1]`` before the
+                re-rank (:func:`index.maxsim.carve`): fewer tokens to score, approximate
+                scores; FDE candidates still come from every token. Ignored with ``exact``.
 
         Returns:
             ``(nq, k)`` MaxSim scores and ids, (score desc, id asc), ``-1``/``-inf`` padded.
         """
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
+        if tau is not None and not 0.0 < tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {tau}")
         tokens, offsets = pack(queries, self._dim, "query")
         nq = len(offsets) - 1
         if exact:
@@ -226,7 +243,8 @@ class MuveraIndex:
         found = self.inner.search(fde, c, selector).ids
         with _blas.single_threaded():  # one switch for the whole batch of small re-ranks
             for i in range(nq):
-                hit = self.reranker.rerank(tokens[offsets[i] : offsets[i + 1]], found[i], k)
+                q = tokens[offsets[i] : offsets[i + 1]]
+                hit = self.reranker.rerank(q, found[i], k, tau=tau)
                 out.scores[i], out.ids[i] = hit.scores[0], hit.ids[0]
         return out
 

@@ -10,6 +10,7 @@ from index.maxsim import (
     MaxSimParams,
     MaxSimReranker,
     TokenStore,
+    carve,
     chamfer,
     maxsim_scores,
     pack,
@@ -150,3 +151,58 @@ def test_params_validate() -> None:
     assert MaxSimParams().candidates == 100
     with pytest.raises(ValueError, match="candidates"):
         MaxSimParams(candidates=0)
+
+
+def naive_carve(query: np.ndarray, tau: float) -> list[np.ndarray]:
+    """Greedy balls, one token at a time: a free token opens a ball of the free tokens whose
+    cosine with it is >= tau."""
+    unit = [q / np.linalg.norm(q) for q in query.astype(np.float64)]
+    free = list(range(len(query)))
+    balls = []
+    while free:
+        c = free[0]
+        members = [j for j in free if j == c or float(unit[c] @ unit[j]) >= tau]
+        free = [j for j in free if j not in members]
+        balls.append(query[members].astype(np.float64).sum(axis=0))
+    return balls
+
+
+def test_carve_merges_tokens_within_tau_and_sums_them(rng: np.random.Generator) -> None:
+    base = rng.standard_normal((4, 16))
+    # three near copies of token 0, two of token 2, in shuffled order, plus distinct tokens
+    query = np.concatenate([base, base[[0, 0, 2, 0, 2]] + 0.01 * rng.standard_normal((5, 16))])
+    query = query[rng.permutation(len(query))].astype(np.float32)
+    balls = carve(query, 0.99)
+    assert balls.shape == (4, 16) and balls.dtype == np.float32
+    np.testing.assert_allclose(balls.sum(axis=0), query.sum(axis=0), rtol=1e-5, atol=1e-5)
+    for tau in (0.99, 0.5, 0.2):
+        np.testing.assert_allclose(carve(query, tau), naive_carve(query, tau), rtol=1e-5, atol=1e-5)
+    assert len(carve(query, 0.2)) < 4
+    np.testing.assert_array_equal(carve(base.astype(np.float32), 1.0), base.astype(np.float32))
+    one = np.ones((1, 16), np.float32)
+    np.testing.assert_array_equal(carve(one, 0.5), one)
+    zero = np.zeros((2, 16), np.float32)  # a zero token is near nothing
+    assert carve(np.concatenate([one, zero[:1], one]), 0.9).shape == (2, 16)
+
+
+def test_carved_maxsim_is_a_lower_bound(
+    store_and_docs: tuple[TokenStore, list[np.ndarray], np.ndarray], rng: np.random.Generator
+) -> None:
+    store, docs, ids = store_and_docs
+    base = rng.standard_normal((3, 16)).astype(np.float32)
+    query = np.concatenate([base, base + 0.05 * rng.standard_normal((3, 16)).astype(np.float32)])
+    carved = carve(query, 0.9)
+    assert len(carved) == 3
+    exact = np.array([naive_maxsim(query, d) for d in docs])
+    approx = np.array([naive_maxsim(carved, d) for d in docs])
+    assert (approx <= exact + 1e-4).all()
+    res = MaxSimReranker(store).rerank(query, ids, 5, tau=0.9)
+    want_ids, want_scores = naive_top(carved, docs, ids, 5)
+    assert res.ids[0].tolist() == want_ids
+    np.testing.assert_allclose(res.scores[0], want_scores, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("tau", [0.0, -0.5, 1.5])
+def test_carve_rejects_tau_out_of_range(tau: float) -> None:
+    with pytest.raises(ValueError, match="tau must be in"):
+        carve(np.ones((2, 4), np.float32), tau)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from index import IdSelector, SpecError, index_factory
-from index.maxsim import chamfer
+from index.maxsim import carve, chamfer
 from index.muvera import PRESETS, MuveraIndex, MuveraParams
 from index.spec import canonical
 
@@ -96,6 +96,29 @@ def test_scores_are_exact_maxsim_never_fde(
         want = [chamfer(q, docs[where[int(i)]]) for i in row_ids]
         np.testing.assert_allclose(row_scores, want, rtol=1e-5, atol=1e-5)
         assert (np.diff(row_scores) <= 0).all()
+
+
+def test_ball_carving_rescores_with_carved_queries(
+    built: MuveraIndex, corpus: tuple[list[np.ndarray], list[np.ndarray], np.ndarray]
+) -> None:
+    docs, queries, ids = corpus
+    truth = brute_force(queries, docs, ids, 10)
+    where = {int(i): j for j, i in enumerate(ids)}
+    res = built.search(queries, 10, tau=0.6)
+    assert recall(res.ids, truth) >= 0.85  # measured 0.90 (0.97 at tau=0.7, 0.98 without)
+    # words of one topic have cosine ~0.6: 8.4 tokens per query carve into 7.7 balls
+    assert sum(len(carve(q, 0.6)) for q in queries) < 0.95 * sum(len(q) for q in queries)
+    for q, row_ids, row_scores in zip(queries[:5], res.ids, res.scores, strict=False):
+        carved = carve(q, 0.6)
+        want = [chamfer(carved, docs[where[int(i)]]) for i in row_ids]
+        np.testing.assert_allclose(row_scores, want, rtol=1e-5, atol=1e-4)
+    # same candidates, scores of the carved queries; an exact search ignores tau
+    same = built.search(queries, 10, tau=1.0)
+    np.testing.assert_array_equal(same.ids, built.search(queries, 10).ids)
+    np.testing.assert_array_equal(built.search(queries, 10, exact=True, tau=0.6).ids, truth)
+    with pytest.raises(ValueError, match="tau must be in"):
+        built.search(queries, 10, tau=0.0)
+    assert MuveraIndex.KNOBS == ("candidates", "exact", "tau")
 
 
 def test_candidates_covering_everything_is_exact() -> None:
@@ -203,6 +226,14 @@ def test_spec_round_trips(spec: str) -> None:
     assert c.startswith("Muvera(k_sim=") and c.endswith(")") and ",MaxSim(candidates=" in c
     assert index_factory(D, c).spec == c
     assert canonical(c, D) == c
+
+
+def test_fill_takes_the_issues_boolean_spelling() -> None:
+    assert canonical("Muvera(fill=true)", D) == canonical("Muvera(fill=nearest)", D)
+    assert canonical("Muvera(fill=false),Flat", D) == canonical("Muvera(fill=zero),Flat", D)
+    assert MuveraParams(fill="false").fill == "zero"
+    with pytest.raises(ValueError, match="fill must be"):
+        MuveraParams(fill="mean")  # type: ignore[arg-type]
 
 
 def test_presets() -> None:
