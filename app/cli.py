@@ -138,9 +138,9 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    given = [x is not None for x in (args.vector, args.text, args.id)]
+    given = [x is not None for x in (args.vector, args.vectors, args.text, args.id)]
     if sum(given) != 1:
-        err.print("[red]give exactly one of --vector, --text, --id[/red]")
+        err.print("[red]give exactly one of --vector, --vectors, --text, --id[/red]")
         return 2
     point_id: int | str | None = args.id
     if args.id is not None and args.id.isdigit():
@@ -154,6 +154,8 @@ def _search(args: argparse.Namespace) -> int:
             k=args.k,
             filter=json.loads(args.filter) if args.filter else None,
             with_payload=not args.no_payload,
+            vectors=json.loads(args.vectors) if args.vectors else None,
+            params=json.loads(args.params) if args.params else None,
         )
     if args.json:
         print(res.model_dump_json(exclude_none=True, indent=2))  # noqa: T201
@@ -242,6 +244,8 @@ def _add_search(sub: Any) -> None:
     p = sub.add_parser("search", help="search a collection and print the hits as a table")
     p.add_argument("collection")
     p.add_argument("--vector", help="query vector as JSON, e.g. '[0.1, 0.2, 0.3]'")
+    p.add_argument("--vectors", help="query token vectors as JSON (multi-vector collections)")
+    p.add_argument("--params", help="index search parameters as JSON, e.g. '{\"exact\": true}'")
     p.add_argument("--text", help="query text (the collection needs an encoder)")
     p.add_argument("--id", help="search with this stored point's vector")
     p.add_argument("-k", type=int, default=10, help="hits to return (default %(default)s)")
@@ -291,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: The benchmarks ``innerspace bench`` runs (modules of the checkout's ``bench/`` package).
-BENCHMARKS = ("flat", "http", "jobs", "text", "encoders", "binary", "muvera")
+BENCHMARKS = ("flat", "http", "jobs", "text", "encoders", "binary", "muvera", "peers")
 
 
 def _bench(args: argparse.Namespace) -> int:

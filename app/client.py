@@ -265,10 +265,14 @@ def _search_body(
     with_payload: bool = True,
     with_vector: bool = False,
     encoder: str | None = None,
+    vectors: Any = None,
+    params: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     return _drop_none(
         {
             "vector": None if vector is None else _plain(vector),
+            "vectors": None if vectors is None else _plain(vectors),
+            "params": None if params is None else dict(params),
             "id": id,
             "text": text,
             "encoder": encoder,
@@ -339,7 +343,7 @@ class _Routes:
         name: str,
         dim: int | None,
         metric: str,
-        index: str,
+        index: str | None,
         encoder: str | None,
         multivector: bool,
     ) -> _Req[CollectionInfo]:
@@ -531,7 +535,7 @@ class Client:
         name: str,
         dim: int | None = None,
         metric: Literal["ip", "cosine"] = "ip",
-        index: str = "Flat",
+        index: str | None = None,
         encoder: str | None = None,
         multivector: bool = False,
     ) -> CollectionInfo:
@@ -622,10 +626,25 @@ class Client:
         with_payload: bool = True,
         with_vector: bool = False,
         encoder: str | None = None,
+        vectors: Any = None,
+        params: Mapping[str, Any] | None = None,
     ) -> SearchResponse:
-        """Top ``k`` by inner product; give exactly one of ``vector``, ``id``, ``text``."""
+        """Top ``k`` by inner product; give exactly one of ``vector``, ``id``, ``text``
+        (``vectors``: query token vectors, multi-vector collections; ``params``: index search
+        parameters such as ``{"candidates": 200}``)."""
         body = _search_body(
-            vector, id, text, k, offset, filter, score_threshold, with_payload, with_vector, encoder
+            vector,
+            id,
+            text,
+            k,
+            offset,
+            filter,
+            score_threshold,
+            with_payload,
+            with_vector,
+            encoder,
+            vectors,
+            params,
         )
         return self._do(_Routes.search(name, body))
 
@@ -768,7 +787,7 @@ class AsyncClient:
         name: str,
         dim: int | None = None,
         metric: Literal["ip", "cosine"] = "ip",
-        index: str = "Flat",
+        index: str | None = None,
         encoder: str | None = None,
         multivector: bool = False,
     ) -> CollectionInfo:
@@ -858,9 +877,22 @@ class AsyncClient:
         with_payload: bool = True,
         with_vector: bool = False,
         encoder: str | None = None,
+        vectors: Any = None,
+        params: Mapping[str, Any] | None = None,
     ) -> SearchResponse:
         body = _search_body(
-            vector, id, text, k, offset, filter, score_threshold, with_payload, with_vector, encoder
+            vector,
+            id,
+            text,
+            k,
+            offset,
+            filter,
+            score_threshold,
+            with_payload,
+            with_vector,
+            encoder,
+            vectors,
+            params,
         )
         return await self._do(_Routes.search(name, body))
 

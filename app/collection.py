@@ -23,11 +23,13 @@ import orjson
 from app.config import Settings
 from app.errors import InvalidInput, NotFound
 from app.filters import Filter, payload_problem, point_key
+from app.multivector import to_tokens
 from app.store import wal as walmod
 from app.store.catalog import CollectionConfig
 from app.store.fsutil import atomic_write_bytes, dir_bytes, remove_tree
 from app.store.points import PointStore
 from app.store.segments import Segment, load_segment, write_segment
+from app.store.tokens import Rows, TokenBatch, TokenRows, append_part, gather_parts
 from index.base import F32, I64
 from index.flat import FlatIndex
 
@@ -42,12 +44,13 @@ class Collection:
         self.config = config
         self.settings = settings
         self.dim = config.dim
+        self.multivector = config.multivector
         self._lock = threading.RLock()  # serialises writers and state swaps
         self._seal_lock = threading.Lock()  # one seal at a time
         self._sealer: threading.Thread | None = None
         self._segments: list[Segment] = []
-        self._frozen: list[FlatIndex] = []  # tails being sealed, still searched
-        self._tail = FlatIndex(self.dim)
+        self._frozen: list[Rows] = []  # tails being sealed, still searched
+        self._tail: Rows = self._new_tail()
         self._manifest: dict[str, Any] = {"segments": [], "sealed_seq": 0, "next_segment": 1}
         (path / "segments").mkdir(parents=True, exist_ok=True)
         self.points = PointStore(path / "points.sqlite")
@@ -80,11 +83,12 @@ class Collection:
         for rec in self.wal.replay():
             replayed += 1
             keys = rec.meta["keys"]
-            if rec.kind == walmod.UPSERT:
+            if rec.kind in (walmod.UPSERT, walmod.TOKENS_UPSERT):
                 if rec.seq > applied:
                     self.points.upsert(rec.seq, keys, rec.ids, rec.meta["payloads"])
                 if rec.seq > sealed and rec.vectors is not None:
-                    self._tail.add(rec.ids, rec.vectors)
+                    x = rec.vectors if rec.offsets is None else TokenBatch(rec.vectors, rec.offsets)
+                    append_part(self._tail, rec.ids, x)
                 if len(rec.ids):
                     max_iid = max(max_iid, int(rec.ids.max()))
             elif rec.seq > applied:
@@ -92,7 +96,7 @@ class Collection:
         self.wal.last_seq = max(self.wal.last_seq, sealed, applied)
         self._next_iid = max_iid + 1
         live = self.points.iids()
-        parts: list[Segment | FlatIndex] = [*self._segments, self._tail]
+        parts: list[Segment | Rows] = [*self._segments, self._tail]
         for part in parts:
             part.remove(np.setdiff1d(part.ids, live, assume_unique=True))
         log.info(
@@ -112,6 +116,16 @@ class Collection:
             self.points.close()
 
     # ---- writes ---------------------------------------------------------------------------
+
+    def _new_tail(self) -> Rows:
+        return TokenRows(self.dim) if self.multivector else FlatIndex(self.dim)
+
+    def validate(self, vectors: Sequence[Any], what: str = "points") -> F32 | TokenBatch:
+        """Dense vectors as an ``(n, dim)`` matrix, or token sets as a batch (422 on bad input)."""
+        if self.multivector:
+            cosine = self.config.metric == "cosine"
+            return to_tokens(vectors, self.dim, cosine, self.config.name, what)
+        return self._to_matrix(vectors, what)
 
     def _to_matrix(self, vectors: Sequence[Sequence[float]], what: str = "points") -> F32:
         for i, v in enumerate(vectors):
@@ -143,10 +157,12 @@ class Collection:
     def upsert(
         self,
         ids: Sequence[int | str],
-        vectors: Sequence[Sequence[float]],
+        vectors: Sequence[Any],
         payloads: Sequence[dict[str, Any] | None],
     ) -> tuple[int, int]:
-        """Insert or replace points, durably; returns ``(count, seq)`` once the WAL is synced."""
+        """Insert or replace points, durably; returns ``(count, seq)`` once the WAL is synced.
+        ``vectors``: one ``dim`` vector per point, or one ``(t, dim)`` token set for a
+        multi-vector collection."""
         keys = [point_key(i) for i in ids]
         seen: dict[str, int] = {}
         for i, k in enumerate(keys):
@@ -166,17 +182,21 @@ class Collection:
                     f"points[{i}].payload is over {self.settings.max_payload_bytes} bytes of JSON",
                     {"index": i},
                 )
-        x = self._to_matrix(vectors)
+        x = self.validate(vectors)
         with self._lock:
             old = self.points.lookup(keys)
             iids = np.arange(self._next_iid, self._next_iid + len(keys), dtype=np.int64)
-            body = walmod.encode_upsert(iids, x, {"keys": keys, "payloads": list(payloads)})
+            meta = {"keys": keys, "payloads": list(payloads)}
+            if isinstance(x, TokenBatch):
+                body = walmod.encode_tokens_upsert(iids, x.tokens, x.offsets, meta)
+            else:
+                body = walmod.encode_upsert(iids, x, meta)
             seq = self.wal.append(body)
             self._next_iid += len(keys)
             self.points.upsert(seq, keys, iids, payloads)
             if old:
                 self._tombstone(np.fromiter(old.values(), dtype=np.int64, count=len(old)))
-            self._tail.add(iids, x)
+            append_part(self._tail, iids, x)
         self._maybe_seal()
         return len(keys), seq
 
@@ -199,7 +219,7 @@ class Collection:
 
     def _tombstone(self, iids: I64) -> None:
         iids = np.sort(iids)
-        parts: list[Segment | FlatIndex] = [*self._segments, *self._frozen, self._tail]
+        parts: list[Segment | Rows] = [*self._segments, *self._frozen, self._tail]
         for part in parts:
             part.remove(iids)
 
@@ -240,13 +260,13 @@ class Collection:
                 return {"sealed": 0, "segments": len(self._segments)}
             boundary = self.wal.roll()
             self._frozen.append(tail)
-            self._tail = FlatIndex(self.dim)
-            sources: list[FlatIndex] = [s.store for s in self._segments] if merge else []
+            self._tail = self._new_tail()
+            sources: list[Rows] = [s.store for s in self._segments] if merge else []
             sources.append(tail)
             snaps = [src.alive_mask() for src in sources]
             seg_id = int(self._manifest["next_segment"])
         ids = np.concatenate([s.ids[m] for s, m in zip(sources, snaps, strict=True)])
-        x = np.concatenate([s.vectors[m] for s, m in zip(sources, snaps, strict=True)])
+        x = gather_parts(sources, snaps, self.dim, self.multivector)
         seg = write_segment(self.path / "segments", seg_id, self.config.index, ids, x)
         with self._lock:
             for src, snap in zip(sources, snaps, strict=True):
@@ -299,7 +319,7 @@ class Collection:
 
     # ---- reads ----------------------------------------------------------------------------
 
-    def parts(self) -> tuple[list[Segment], list[FlatIndex]]:
+    def parts(self) -> tuple[list[Segment], list[Rows]]:
         """A consistent snapshot of what to search: sealed segments, then unindexed tails."""
         with self._lock:
             return list(self._segments), [*self._frozen, self._tail]
@@ -310,10 +330,13 @@ class Collection:
         return sum(len(s.ids) for s in segs) + sum(len(t.ids) for t in tails)
 
     def vector_of(self, iid: int) -> F32 | None:
+        """A live point's ``(dim,)`` vector, or its ``(t, dim)`` tokens (multi-vector)."""
         segs, tails = self.parts()
         for store in [s.store for s in segs] + tails:
             rows = store.rows_of(np.array([iid], dtype=np.int64))
             if len(rows) and store.alive_mask()[rows[0]]:
+                if isinstance(store, TokenRows):
+                    return store.doc(int(rows[0])).copy()
                 vec: F32 = store.vectors[rows[0]].copy()
                 return vec
         return None
@@ -331,9 +354,16 @@ class Collection:
         segs, tails = self.parts()
         indexed = sum(len(s.store) for s in segs)
         unindexed = sum(len(t) for t in tails)
+        token_rows = [p for p in [s.store for s in segs] + tails if isinstance(p, TokenRows)]
+        dtypes = {p.dtype for p in token_rows if p.owner is not None} or {"float32"}
         return {
             **{k: getattr(self.config, k) for k in ("name", "dim", "metric", "index")},
             "multivector": self.config.multivector,
+            "tokens": sum(p.tokens() for p in token_rows),
+            "token_dtype": ("float16" if "float16" in dtypes else "float32")
+            if self.multivector
+            else None,
+            "token_bytes": sum(p.token_bytes() for p in token_rows),
             "encoder": self.config.encoder,
             "created_at": self.config.created_at,
             "count": indexed + unindexed,
@@ -342,6 +372,20 @@ class Collection:
             "segments": len(segs),
             "status": "indexing" if self._seal_lock.locked() else "ready",
             "last_seq": self.wal.last_seq,
-            "bytes_on_disk": dir_bytes(self.path),
-            "bytes_in_memory": sum(s.nbytes() for s in segs) + sum(t.nbytes() for t in tails),
+            **_footprint(dir_bytes(self.path), segs, tails, indexed + unindexed),
         }
+
+
+def _footprint(on_disk: int, segs: list[Segment], tails: list[Any], count: int) -> dict[str, Any]:
+    """Bytes on disk and in process memory, in total and per live point (memory-mapped rows
+    are page cache, not counted as process memory: that is what makes binary codes small)."""
+    in_memory = sum(s.nbytes() for s in segs) + sum(t.nbytes() for t in tails)
+    per = max(count, 1)
+    return {
+        "bytes_on_disk": on_disk,
+        "bytes_in_memory": in_memory,
+        "bytes_per_vector": {
+            "in_memory": round(in_memory / per, 1),
+            "on_disk": round(on_disk / per, 1),
+        },
+    }

@@ -34,8 +34,9 @@ def _params(params: Iterable[tuple[str, str]]) -> dict[str, int]:
     return out
 
 
-def estimate_index_bytes(spec: str, dim: int, n: int) -> int:
-    """Approximate resident bytes of an index of ``n`` vectors of ``dim`` built under ``spec``.
+def estimate_index_bytes(spec: str, dim: int, n: int, tokens: int = 0) -> int:
+    """Approximate resident bytes of an index of ``n`` vectors of ``dim`` built under ``spec``
+    (multi-vector: ``n`` documents of ``tokens`` token vectors in all).
 
     >>> estimate_index_bytes("Flat", 4, 10)
     250
@@ -59,6 +60,14 @@ def estimate_index_bytes(spec: str, dim: int, n: int) -> int:
         fixed += min(p.get("nlist", 1024), max(1, n)) * dim * 4
     elif first.name == "Binary":
         per_row += (dim + 7) // 8
+    elif first.name == "Muvera":
+        # float32 FDEs in the inner index (counted as Flat), the token store and its offsets
+        fde = p.get("d_final", 0) or p.get("r_reps", 20) * (1 << p.get("k_sim", 5)) * p.get(
+            "d_proj", 16
+        )
+        half = ("store_dtype", "float16") in first.params
+        per_row = fde * 4 + 2 * _ROW + 8
+        fixed += tokens * dim * (2 if half else 4)
     return n * per_row + fixed
 
 
@@ -83,5 +92,7 @@ def check_build(service: SearchService, name: str, spec: str) -> None:
     if info is None:
         return  # the caller reports the unknown collection
     in_use = sum(int(i["bytes_in_memory"]) for i in infos)
-    extra = estimate_index_bytes(spec, int(info["dim"]), int(info["count"]))
+    extra = estimate_index_bytes(
+        spec, int(info["dim"]), int(info["count"]), int(info.get("tokens", 0))
+    )
     check_budget(int(budget), in_use, extra, f"building {spec} over {info['count']:,} points")

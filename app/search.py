@@ -15,19 +15,24 @@ from typing import Any
 import numpy as np
 import orjson
 
+from app import multivector
 from app.collection import Collection
 from app.errors import InvalidInput
 from app.filters import Filter
+from app.store.tokens import TokenBatch
 from index.base import F32, IdSelector, SearchResult
+from index.flat import FlatIndex
 from index.merge import merge_results
 from index.spec import index_factory
 
 
 @dataclass
 class Query:
-    """One search: a vector or a point id to search by, plus options."""
+    """One search: a vector (token vectors, multi-vector) or a point id to search by, plus
+    options."""
 
     vector: list[float] | None = None
+    vectors: list[list[float]] | F32 | None = None
     point_id: int | str | None = None
     text: str | None = None
     encoder: str | None = None
@@ -46,6 +51,7 @@ class Hit:
     score: float
     payload: Any = None
     vector: list[float] | None = None
+    vectors: list[list[float]] | None = None
 
 
 @dataclass
@@ -55,22 +61,38 @@ class Outcome:
     took_ms: float = 0.0
 
 
-def _query_vectors(col: Collection, queries: list[Query]) -> tuple[F32, list[int | None]]:
+def _query_vectors(
+    col: Collection, queries: list[Query]
+) -> tuple[F32 | TokenBatch, list[int | None]]:
+    """The queries as an ``(nq, dim)`` matrix (token sets: a batch), and per query the internal
+    id to leave out of its hits (searches by id)."""
     rows: list[F32] = []
     exclude: list[int | None] = []
+    given, wrong = ("vectors", "vector") if col.multivector else ("vector", "vectors")
     for i, q in enumerate(queries):
-        if (q.vector is None) == (q.point_id is None):
+        if getattr(q, wrong) is not None:
+            kind = "multi-vector" if col.multivector else "dense"
+            raise InvalidInput(
+                f"searches[{i}].{wrong}: collection {col.config.name!r} is {kind}; "
+                f"search with '{given}', 'id' or 'text'"
+            )
+        vec = getattr(q, given)
+        if (vec is None) == (q.point_id is None):
             raise InvalidInput(f"searches[{i}]: give exactly one of 'vector', 'id' or 'text'")
-        if q.vector is not None:
-            rows.append(col._to_matrix([q.vector], what="searches")[0])
+        if vec is not None:
+            x = col.validate([vec], what="searches")
+            rows.append(x.doc(0) if isinstance(x, TokenBatch) else x[0])
             exclude.append(None)
             continue
         iid, _ = col.require(q.point_id)  # type: ignore[arg-type]
-        vec = col.vector_of(iid)
-        if vec is None:  # deleted between the two reads
+        stored = col.vector_of(iid)
+        if stored is None:  # deleted between the two reads
             raise InvalidInput(f"point {q.point_id!r} has no stored vector")
-        rows.append(vec)
+        rows.append(stored)
         exclude.append(iid)
+    if col.multivector:
+        batch = TokenBatch.concat([TokenBatch(r, np.array([0, len(r)])) for r in rows], col.dim)
+        return batch, exclude
     return np.stack(rows).astype(np.float32, copy=False), exclude
 
 
@@ -87,8 +109,14 @@ def _run(
     parts = []
     for s in segments:
         knobs = {k: v for k, v in params.items() if k in knobs_of(s.index)}
-        parts.append(s.index.search(xq, depth, selector, **knobs))
-    parts += [t.search(xq, depth, selector) for t in tails]
+        try:
+            parts.append(s.index.search(xq, depth, selector, **knobs))
+        except (TypeError, ValueError) as e:
+            if not knobs:
+                raise
+            # Vectors, k and filters were checked above: what an index still rejects is a knob.
+            raise InvalidInput(f"params: {e}") from e
+    parts += [t.search(xq, depth, selector) for t in tails if isinstance(t, FlatIndex)]
     exact = all(type(s.index).exact for s in segments)
     return merge_results(parts, depth), exact
 
@@ -102,7 +130,10 @@ def search(col: Collection, queries: list[Query], max_k: int) -> list[Outcome]:
                 f"searches[{i}]: k + offset must be between 1 and {max_k}, got k={q.k}, "
                 f"offset={q.offset}"
             )
-    accepted = set(knobs_of(index_factory(col.dim, col.config.index)))
+    if col.multivector:
+        accepted = set(multivector.knobs(col.config.index))
+    else:
+        accepted = set(knobs_of(index_factory(col.dim, col.config.index)))
     for i, q in enumerate(queries):
         unknown = set(q.params) - accepted
         if unknown:
@@ -111,6 +142,8 @@ def search(col: Collection, queries: list[Query], max_k: int) -> list[Outcome]:
                 f"searches[{i}].params: index {col.config.index!r} takes no "
                 f"{', '.join(sorted(unknown))} (it takes: {takes})"
             )
+        if col.multivector:
+            multivector.check_params(q.params, f"searches[{i}].params")
     xq, exclude = _query_vectors(col, queries)
     groups: dict[tuple[bytes, bytes, int], list[int]] = defaultdict(list)
     for i, q in enumerate(queries):
@@ -121,7 +154,11 @@ def search(col: Collection, queries: list[Query], max_k: int) -> list[Outcome]:
     exact_all = True
     for (_, _, depth), members in groups.items():
         first = queries[members[0]]
-        res, exact = _run(col, xq[members], depth, first.filter, first.params)
+        if isinstance(xq, TokenBatch):
+            sub = xq.take(np.asarray(members, dtype=np.int64))
+            res, exact = multivector.run(col, sub, depth, first.filter, first.params)
+        else:
+            res, exact = _run(col, xq[members], depth, first.filter, first.params)
         exact_all &= exact
         for row, i in enumerate(members):
             raw[i] = [(iid, s) for iid, s in res.row(row) if iid != exclude[i]]
@@ -141,7 +178,8 @@ def search(col: Collection, queries: list[Query], max_k: int) -> list[Outcome]:
                     id=orjson.loads(key),
                     score=score,
                     payload=payload if q.with_payload else None,
-                    vector=None if vec is None else vec.tolist(),
+                    vector=None if vec is None or col.multivector else vec.tolist(),
+                    vectors=vec.tolist() if vec is not None and col.multivector else None,
                 )
             )
         out.append(Outcome(hits[q.offset : q.offset + q.k], exact_all, took))

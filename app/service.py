@@ -20,12 +20,11 @@ from app.filters import Filter
 from app.guard import check_build
 from app.jobs import HANDLERS, Job, JobRunner, JobTable
 from app.jobs.imports import detect_format
+from app.multivector import canonical_spec, default_spec
 from app.search import Outcome, Query, search
 from app.store.catalog import Catalog, CollectionConfig
 from app.store.fsutil import fsync_dir, remove_tree
 from index.base import F32
-from index.params import SpecError
-from index.spec import index_factory
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +33,20 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 @dataclass
 class PointWrite:
-    """One point of an upsert: a vector, or a text to encode."""
+    """One point of an upsert: a vector (token vectors, multi-vector), or a text to encode."""
 
     id: int | str
     vector: list[float] | F32 | None = None
     text: str | None = None
     payload: dict[str, Any] | None = None
+    vectors: list[list[float]] | F32 | None = None
+
+
+def _vector_fields(col: Collection, vec: F32 | None) -> dict[str, Any]:
+    """``vector`` (dense) or ``vectors`` (multi-vector) of a point, for a response."""
+    if vec is None:
+        return {}
+    return {"vectors" if col.multivector else "vector": vec.tolist()}
 
 
 class SearchService:
@@ -106,7 +113,7 @@ class SearchService:
         name: str,
         dim: int | None,
         metric: str = "ip",
-        index: str = "Flat",
+        index: str | None = None,
         multivector: bool = False,
         encoder: str | None = None,
     ) -> dict[str, Any]:
@@ -130,12 +137,9 @@ class SearchService:
             raise InvalidInput(f"dim must be between 1 and {self.settings.max_dim}, got {dim}")
         if metric not in ("ip", "cosine"):
             raise InvalidInput(f"metric must be 'ip' or 'cosine', got {metric!r}")
-        try:
-            spec = index_factory(dim, index).spec
-        except SpecError as exc:
-            raise InvalidInput(f"bad index spec {index!r}: {exc}") from None
-        if multivector:
-            raise InvalidInput("multivector collections need the MUVERA index, not in this build")
+        if index is None:
+            index = default_spec(dim) if multivector else "Flat"
+        spec = canonical_spec(dim, index, multivector, name)
         config = CollectionConfig(
             name,
             dim,
@@ -179,14 +183,19 @@ class SearchService:
         texts = [i for i, q in enumerate(queries) if q.text is not None]
         if texts:
             for i in texts:
-                if queries[i].vector is not None or queries[i].point_id is not None:
+                q = queries[i]
+                if q.vector is not None or q.vectors is not None or q.point_id is not None:
                     raise InvalidInput(f"searches[{i}]: give exactly one of 'vector', 'id', 'text'")
             asked = {queries[i].encoder for i in texts} - {None}
             for spec in asked:  # every named encoder must be the collection's
                 self.encoding.for_collection(self.collection(name).config, spec)
             vectors = self.encode_queries(name, [queries[i].text or "" for i in texts], None)
+            multi = self.collection(name).multivector
             for i, v in zip(texts, vectors, strict=True):
-                queries[i] = replace(queries[i], vector=v, text=None)
+                if multi:
+                    queries[i] = replace(queries[i], vectors=v, text=None)
+                else:
+                    queries[i] = replace(queries[i], vector=v, text=None)
         return search(self.collection(name), queries, self.settings.max_k)
 
     def check_batch(self, n: int) -> None:
@@ -201,7 +210,15 @@ class SearchService:
         encoder first (the text is kept in the payload under ``text`` unless that is taken)."""
         self.check_batch(len(points))
         col = self.collection(name)
-        vectors: list[Any] = [p.vector for p in points]
+        given, wrong = ("vectors", "vector") if col.multivector else ("vector", "vectors")
+        for i, p in enumerate(points):
+            if getattr(p, wrong) is not None:
+                kind = "multi-vector" if col.multivector else "dense"
+                raise InvalidInput(
+                    f"points[{i}].{wrong}: collection {name!r} is {kind}; send '{given}' or 'text'",
+                    {"index": i},
+                )
+        vectors: list[Any] = [getattr(p, given) for p in points]
         payloads = [p.payload for p in points]
         texts = [i for i, p in enumerate(points) if p.text is not None]
         truncated = 0
@@ -234,10 +251,13 @@ class SearchService:
             "truncated": enc.truncated,
         }
 
-    def encode_queries(self, name: str, texts: list[str], asked: str | None) -> list[list[float]]:
+    def encode_queries(self, name: str, texts: list[str], asked: str | None) -> list[Any]:
+        """Query vectors (lists), or ``(t, dim) float32`` token arrays (multi-vector)."""
         col = self.collection(name)
         encoder = self.encoding.for_collection(col.config, asked)
         enc = self.encoding.encode(encoder, texts, "query")
+        if isinstance(enc.vectors, list):
+            return [v.astype("float32") for v in enc.vectors]
         return [list(map(float, v)) for v in enc.vectors]
 
     def delete(self, name: str, ids: list[int | str] | None, flt: Filter | None) -> dict[str, int]:
@@ -257,11 +277,7 @@ class SearchService:
             if found is not None:
                 iid, payload = found
                 vec = col.vector_of(iid) if with_vector else None
-                return {
-                    "id": pid,
-                    "payload": payload,
-                    "vector": None if vec is None else vec.tolist(),
-                }
+                return {"id": pid, "payload": payload, **_vector_fields(col, vec)}
         raise NotFound(f"point {point_id!r} not found in collection {name!r}")
 
     def scroll(
@@ -293,7 +309,7 @@ class SearchService:
                 {
                     "id": json.loads(key),
                     "payload": payload if with_payload else None,
-                    "vector": None if vec is None else vec.tolist(),
+                    **_vector_fields(col, vec),
                 }
             )
         nxt = base64.urlsafe_b64encode(rows[-1][0].encode()).decode() if more else None
@@ -307,10 +323,7 @@ class SearchService:
     def build_index(self, name: str, spec: str) -> Job:
         """Queue a (re)build of ``name``'s index under ``spec``."""
         col = self.collection(name)
-        try:
-            canonical = index_factory(col.dim, spec).spec
-        except SpecError as exc:
-            raise InvalidInput(f"bad index spec {spec!r}: {exc}") from None
+        canonical = canonical_spec(col.dim, spec, col.multivector, name)
         check_build(self, name, canonical)  # 507 past INNERSPACE_MEMORY_BUDGET_BYTES
         return self.jobs.submit("build", name, {"spec": canonical})
 

@@ -25,8 +25,14 @@ class CollectionCreate(_Body):
     name: str = Field(examples=["docs"])
     dim: int | None = Field(None, ge=1, examples=[384], description="optional with an encoder")
     metric: Literal["ip", "cosine"] = "ip"
-    index: str = Field("Flat", description="index spec string, e.g. 'Flat'")
-    multivector: bool = False
+    index: str | None = Field(
+        None,
+        description="index spec string; default 'Flat', or for multi-vector collections "
+        "'Muvera(...),Flat,MaxSim(candidates=100)'",
+    )
+    multivector: bool = Field(
+        False, description="points are token matrices ('vectors'), scored by MaxSim"
+    )
     encoder: str | None = Field(
         None, examples=["minilm"], description="encoder spec for points and searches sent as text"
     )
@@ -48,6 +54,13 @@ class CollectionInfo(BaseModel):
     last_seq: int
     bytes_on_disk: int
     bytes_in_memory: int
+    bytes_per_vector: dict[str, float] = Field(
+        default_factory=dict,
+        description="in_memory and on_disk bytes per live point (memory-mapped rows excluded)",
+    )
+    tokens: int = Field(0, description="token vectors stored (multi-vector collections)")
+    token_dtype: str | None = Field(None, description="float32, or float16 in Muvera segments")
+    token_bytes: int = Field(0, description="bytes of token vectors held in memory")
 
 
 class CollectionList(BaseModel):
@@ -57,13 +70,18 @@ class CollectionList(BaseModel):
 class PointIn(_Body):
     id: PointId = Field(description="unsigned integer or string (1-256 chars)")
     vector: list[float] | None = None
+    vectors: list[list[float]] | None = Field(
+        None, description="token vectors (multi-vector collections)"
+    )
     text: str | None = Field(None, description="encoded by the collection's encoder")
     payload: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _id(self) -> PointIn:
-        if (self.vector is None) == (self.text is None):
-            raise ValueError("give exactly one of 'vector' or 'text'")
+        if sum(x is not None for x in (self.vector, self.vectors, self.text)) != 1:
+            raise ValueError(
+                "give exactly one of 'vector' or 'text' ('vectors' in multi-vector collections)"
+            )
         if isinstance(self.id, int) and not 0 <= self.id < 2**63:
             raise ValueError("integer ids must be between 0 and 2**63-1")
         if isinstance(self.id, str) and not 1 <= len(self.id) <= 256:
@@ -103,6 +121,7 @@ class Point(BaseModel):
     id: PointId
     payload: dict[str, Any] | None = None
     vector: list[float] | None = None
+    vectors: list[list[float]] | None = None
 
 
 class ScrollRequest(_Body):
@@ -128,6 +147,9 @@ class CountResult(BaseModel):
 
 class SearchRequest(_Body):
     vector: list[float] | None = None
+    vectors: list[list[float]] | None = Field(
+        None, description="query token vectors (multi-vector collections)"
+    )
     id: PointId | None = Field(None, description="search with this stored point's vector")
     text: str | None = Field(None, description="encoded with the collection's encoder")
     encoder: str | None = Field(None, description="must match the collection's, else 409")
@@ -139,13 +161,17 @@ class SearchRequest(_Body):
     with_vector: bool = False
     params: dict[str, StrictInt | StrictFloat | StrictBool] = Field(
         default_factory=dict,
-        description="index search parameters for this query, e.g. {\"ef_search\": 256}",
+        description='index search parameters for this query, e.g. {"ef_search": 256}; '
+        'multi-vector: {"candidates": 200, "exact": true}',
     )
 
     @model_validator(mode="after")
     def _one(self) -> SearchRequest:
-        if sum(x is not None for x in (self.vector, self.id, self.text)) != 1:
-            raise ValueError("give exactly one of 'vector', 'id' or 'text'")
+        if sum(x is not None for x in (self.vector, self.vectors, self.id, self.text)) != 1:
+            raise ValueError(
+                "give exactly one of 'vector', 'id' or 'text' ('vectors' in multi-vector "
+                "collections)"
+            )
         return self
 
 
@@ -154,6 +180,7 @@ class Hit(BaseModel):
     score: float
     payload: dict[str, Any] | None = None
     vector: list[float] | None = None
+    vectors: list[list[float]] | None = None
 
 
 class SearchResponse(BaseModel):

@@ -1,10 +1,11 @@
 """Index build jobs: rebuild a collection's sealed data as one segment under a new spec.
 
 The parent seals the tail, reserves a segment id and starts a worker process
-(``app.jobs.worker``, a fresh interpreter) that streams the sealed segments' vectors
-(memory-mapped) into the new index and a new segment directory, reporting progress as JSON lines
-on its stdout. Only after the worker has renamed the finished segment into place does the parent
-swap it in (one manifest commit); searches meanwhile use the old segments plus the exact tail.
+(``app.jobs.worker``, a fresh interpreter) that streams the sealed segments' vectors (token
+sets, for multi-vector collections) into the new index and a new segment directory, reporting
+progress as JSON lines on its stdout. Only after the worker has renamed the finished segment
+into place does the parent swap it in (one manifest commit); searches meanwhile use the old
+segments plus the exact tail.
 Cancel kills the worker; its staging directory is removed.
 """
 
@@ -52,7 +53,7 @@ def run(ctx: JobContext, service: SearchService, spec: str | None = None) -> dic
                 np.save(keep_dir / f"{s.id}.npy", s.store.alive_mask())
                 keep.append(str(keep_dir / f"{s.id}.npy"))
             dirs = [str(root / f"{s.id:08d}") for s in sources]
-            meta, rss = _spawn(ctx, dirs, keep, root, seg_id, spec, col.dim)
+            meta, rss = _spawn(ctx, dirs, keep, root, seg_id, spec, col.dim, col.multivector)
         finally:
             remove_tree(keep_dir)
         ctx.progress("installing", int(meta["n"]), int(meta["n"]))
@@ -82,6 +83,7 @@ def _spawn(
     seg_id: int,
     spec: str,
     dim: int,
+    multivector: bool = False,
 ) -> tuple[dict[str, Any], int]:
     """Run ``app.jobs.worker`` in a fresh interpreter; its stdout carries JSON progress lines."""
     args = json.dumps(
@@ -92,6 +94,7 @@ def _spawn(
             "seg_id": seg_id,
             "spec": spec,
             "dim": dim,
+            "multivector": multivector,
         }
     )
     # faiss grows each inverted list by reallocation; with glibc's default (sliding) mmap

@@ -19,9 +19,11 @@ import orjson
 from app.errors import InvalidInput
 from app.filters import payload_problem
 from app.jobs.runner import JobContext
+from app.multivector import to_tokens
 from index.base import F32
 
 if TYPE_CHECKING:
+    from app.collection import Collection
     from app.service import SearchService
 
 MAX_ERRORS = 100
@@ -49,6 +51,13 @@ class Text:
     """A record that carries text for the collection's encoder instead of a vector."""
 
     value: str
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """A record that carries token vectors (``vectors``, multi-vector collections)."""
+
+    value: Any
 
 
 def _check_meta(pid: Any, payload: Any) -> str | None:
@@ -83,6 +92,21 @@ def _check(pid: Any, vec: Any, payload: Any, dim: int) -> tuple[str | None, F32 
     return None, arr
 
 
+def _check_tokens(col: Collection, raw: Any) -> str | None:
+    """Why this record's token vectors cannot go into ``col``, or None."""
+    if not col.multivector:
+        return "'vectors' needs a multi-vector collection; send 'vector'"
+    if not isinstance(raw, Tokens):
+        return "a multi-vector collection needs 'vectors' (a list of token vectors) or 'text'"
+    if not isinstance(raw.value, list) or not all(isinstance(r, list) for r in raw.value):
+        return "vectors must be a list of token vectors (lists of numbers)"
+    try:
+        to_tokens([raw.value], col.dim, False, col.config.name, "record")
+    except (InvalidInput, TypeError, ValueError) as exc:
+        return str(exc).replace("record[0].", "")
+    return None
+
+
 def _ndjson(path: Path) -> tuple[int, Iterator[Row | tuple[int, str]]]:
     with open(path, "rb") as fh:
         total = sum(1 for line in fh if line.strip())
@@ -102,6 +126,9 @@ def _ndjson(path: Path) -> tuple[int, Iterator[Row | tuple[int, str]]]:
                     continue
                 if "vector" not in rec and isinstance(rec.get("text"), str):
                     yield no, rec["id"], Text(rec["text"]), rec.get("payload")
+                    continue
+                if "vector" not in rec and "vectors" in rec:
+                    yield no, rec["id"], Tokens(rec["vectors"]), rec.get("payload")
                     continue
                 if "vector" not in rec:
                     yield no, "each line must be an object with 'id' and 'vector' or 'text'"
@@ -212,6 +239,9 @@ def run(ctx: JobContext, service: SearchService) -> dict[str, Any]:
                 if problem is None and col.config.encoder is None:
                     problem = "text needs a collection with an encoder"
                 write = PointWrite(pid, None, raw.value, payload)
+            elif isinstance(raw, Tokens) or col.multivector:
+                problem = _check_meta(pid, payload) or _check_tokens(col, raw)
+                write = PointWrite(pid, None, None, payload, getattr(raw, "value", None))
             else:
                 problem, vec = _check(pid, raw, payload, col.dim)
                 write = PointWrite(pid, vec, None, payload)

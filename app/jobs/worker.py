@@ -19,6 +19,7 @@ import numpy as np
 
 from app.store.fsutil import write_array
 from app.store.segments import finish_segment, stage_dir
+from app.store.tokens import TokenBatch, read_token_chunks
 from index.base import F32
 from index.flat import FlatIndex
 from index.spec import index_factory, lookup, parse_spec
@@ -125,9 +126,45 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def build_tokens(
+    sources: list[str], keep: list[str], root: Path, seg_id: int, spec: str, dim: int
+) -> dict[str, Any]:
+    """:func:`build` for multi-vector collections: stream the live documents' token sets
+    (``tokens.npy`` + ``offsets.npy`` of each source) into a Muvera index and new files."""
+    parts = [
+        (Path(d), np.load(Path(d) / "ids.npy"), np.load(Path(d) / "offsets.npy"), np.load(k))
+        for d, k in zip(sources, keep, strict=True)
+    ]
+    parts.sort(key=lambda p: int(p[1][0]) if len(p[1]) else 0)  # keep ids ascending
+    n = sum(int(k.sum()) for *_, k in parts)
+    sizes = np.concatenate([np.diff(off)[k] for _, _, off, k in parts] or [np.zeros(0, np.int64)])
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    stage = stage_dir(root, seg_id)
+    write_array(stage / "ids.npy", np.concatenate([ids[k] for _, ids, _, k in parts]))
+    write_array(stage / "offsets.npy", offsets)
+    index = index_factory(dim, spec)
+    done = 0
+    with open(stage / "tokens.npy", "wb") as out:
+        header = {"descr": "<f4", "fortran_order": False, "shape": (int(offsets[-1]), dim)}
+        np.lib.format.write_array_header_2_0(out, header)
+        for d, ids, off, k in parts:
+            for a, b, rows in read_token_chunks(d / "tokens.npy", off, CHUNK * 8):
+                live = TokenBatch(rows, off[a : b + 1] - off[a]).select(k[a:b])
+                out.write(np.ascontiguousarray(live.tokens).tobytes())
+                if len(live):
+                    index.add(ids[a:b][k[a:b]], live.docs())  # type: ignore[arg-type]
+                done += len(live)
+                emit({"progress": ["adding", done, n]})
+        out.flush()
+        os.fsync(out.fileno())
+    return finish_segment(root, seg_id, stage, spec, index, n, dim, int(offsets[-1]))
+
+
 def main(argv: list[str]) -> int:
     args = json.loads(argv[1])
-    meta = build(
+    run = build_tokens if args.get("multivector") else build
+    meta = run(
         args["sources"], args["keep"], Path(args["root"]), args["seg_id"], args["spec"], args["dim"]
     )
     emit({"done": meta, "rss": peak_rss()})

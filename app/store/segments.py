@@ -5,6 +5,8 @@ internal ids), an ``index/`` directory when the index is worth persisting, and `
 (written last) with crc32 checksums of every file. A segment directory is staged under a
 temporary name, fsynced and renamed into place, so it exists whole or not at all. Deletions
 never touch the files: the collection tombstones rows in memory from the points store.
+Multi-vector segments hold ``tokens.npy`` + ``offsets.npy`` instead of ``vectors.npy``
+(:mod:`app.store.tokens`) and say ``"multivector": true`` in ``meta.json``.
 """
 
 from __future__ import annotations
@@ -14,11 +16,19 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from app.store.fsutil import atomic_write_bytes, file_crc32, fsync_dir, remove_tree, write_array
+from app.store.tokens import (
+    TokenBatch,
+    TokenRows,
+    build_token_index,
+    load_source,
+    open_token_segment,
+    write_token_files,
+)
 from index.base import F32, I64, Index
 from index.flat import FlatIndex
 from index.spec import index_factory, lookup, parse_spec
@@ -31,10 +41,10 @@ class SegmentCorrupt(RuntimeError):
 @dataclass
 class Segment:
     """A loaded segment: the exact vector store and the index over it (the same object for
-    Flat)."""
+    Flat). Multi-vector segments keep :class:`TokenRows` over their Muvera index's tokens."""
 
     id: int
-    store: FlatIndex
+    store: FlatIndex | TokenRows
     index: Index
     meta: dict[str, Any]
 
@@ -72,13 +82,24 @@ def stage_dir(root: Path, seg_id: int) -> Path:
 
 
 def finish_segment(
-    root: Path, seg_id: int, stage: Path, spec: str, index: Index | None, n: int, dim: int
+    root: Path,
+    seg_id: int,
+    stage: Path,
+    spec: str,
+    index: Any,
+    n: int,
+    dim: int,
+    tokens: int | None = None,
 ) -> dict[str, Any]:
     """Persist ``index`` (when worth it), checksum every file, write ``meta.json`` last and
-    rename the staged directory into place. Returns the meta."""
+    rename the staged directory into place. Returns the meta. ``tokens``: the token rows of a
+    multi-vector segment (``meta["multivector"]`` is then true)."""
     if index is not None and type(index).persist:
         index.save(stage / "index")
-        for f in sorted((stage / "index").iterdir()):
+        for f in sorted((stage / "index").rglob("*")):  # composite indexes nest directories
+            if f.is_dir():
+                fsync_dir(f)
+                continue
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         fsync_dir(stage / "index")
@@ -95,16 +116,23 @@ def finish_segment(
         "created_at": time.time(),
         "crc32": sums,
     }
+    if tokens is not None:
+        meta.update(multivector=True, tokens=tokens)
     atomic_write_bytes(stage / "meta.json", json.dumps(meta, indent=1).encode())
     os.replace(stage, root / f"{seg_id:08d}")
     fsync_dir(root)
     return meta
 
 
-def write_segment(root: Path, seg_id: int, spec: str, ids: I64, vectors: F32) -> Segment:
-    """Build, persist and return a segment of ``vectors (n, d)`` under sorted ``ids (n,)``."""
+def write_segment(
+    root: Path, seg_id: int, spec: str, ids: I64, vectors: F32 | TokenBatch
+) -> Segment:
+    """Build, persist and return a segment of ``vectors (n, d)`` (or ``n`` token sets) under
+    sorted ``ids (n,)``."""
     if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]):
         raise ValueError("segment ids must be strictly increasing")
+    if isinstance(vectors, TokenBatch):
+        return _write_tokens(root, seg_id, spec, ids, vectors)
     dim = int(vectors.shape[1])
     store = FlatIndex(dim)
     store.add(ids, vectors)
@@ -115,7 +143,33 @@ def write_segment(root: Path, seg_id: int, spec: str, ids: I64, vectors: F32) ->
     meta = finish_segment(
         root, seg_id, stage, spec, None if index is store else index, len(ids), dim
     )
+    if index is not store:
+        store = _store(type(index), ids, root / f"{seg_id:08d}" / "vectors.npy", dim)
     return Segment(seg_id, store, index, meta)
+
+
+def _write_tokens(root: Path, seg_id: int, spec: str, ids: I64, batch: TokenBatch) -> Segment:
+    dim = int(batch.tokens.shape[1])
+    index = build_token_index(spec, dim, ids, batch)
+    stage = stage_dir(root, seg_id)
+    write_token_files(stage, ids, batch)
+    meta = finish_segment(root, seg_id, stage, spec, index, len(ids), dim, len(batch.tokens))
+    source = load_source(root / f"{seg_id:08d}")
+    return Segment(seg_id, TokenRows(dim, index.store, index, source), cast(Index, index), meta)
+
+
+def _store(cls: type, ids: I64, vectors: Path, dim: int) -> FlatIndex:
+    """The segment's exact rows: in memory when Flat searches them, else memory-mapped.
+
+    Other indexes keep what they search themselves (codes, graphs, their own float store), so
+    the segment's rows are only read for ``with_vector``, search-by-id and merges: mapping them
+    keeps a Binary collection's RAM at its codes rather than codes plus every float row.
+    """
+    if cls is FlatIndex:
+        store = FlatIndex(dim)
+        store.add(ids, np.load(vectors))
+        return store
+    return FlatIndex.wrap(ids, np.load(vectors, mmap_mode="r"))
 
 
 def load_segment(path: Path, verify: bool = True) -> Segment:
@@ -129,17 +183,21 @@ def load_segment(path: Path, verify: bool = True) -> Segment:
             f = path / name
             if not f.exists() or file_crc32(f) != crc:
                 raise SegmentCorrupt(f"{path}: {name} is missing or fails its checksum")
+    if meta.get("multivector"):
+        try:
+            rows, muvera = open_token_segment(path, meta)
+        except (OSError, ValueError) as exc:
+            raise SegmentCorrupt(f"{path}: {exc}") from exc
+        return Segment(int(meta["id"]), rows, cast(Index, muvera), meta)
     ids = np.load(path / "ids.npy")
-    vectors = np.load(path / "vectors.npy")
-    store = FlatIndex(int(meta["dim"]))
-    store.add(ids, vectors)
     spec = str(meta["spec"])
     cls = lookup(parse_spec(spec).parts[0].name)
+    store = _store(cls, ids, path / "vectors.npy", int(meta["dim"]))
     index: Index
     if cls is FlatIndex:
         index = store
     elif (path / "index").is_dir():
         index = cls.load(path / "index")
     else:
-        index = build_index(spec, store.dim, ids, vectors, store)
+        index = build_index(spec, store.dim, ids, store.vectors, store)
     return Segment(int(meta["id"]), store, index, meta)

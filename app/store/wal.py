@@ -6,7 +6,9 @@ On disk ``wal/<first_seq:020d>.wal`` files, each a run of records::
     body    <B kind> ...kind-specific bytes...
 
 Upsert body: ``<I n> <I dim> ids[int64 n] vectors[float32 n*dim] <I meta_len> meta(JSON)``;
-delete body: ``<I n> ids[int64 n] <I meta_len> meta(JSON)``. ``meta`` carries the external keys
+delete body: ``<I n> ids[int64 n] <I meta_len> meta(JSON)``; multi-vector upsert body (kind 3):
+``<I n> <I dim> <Q N> ids[int64 n] offsets[int64 n+1] tokens[float32 N*dim] <I meta_len> meta``
+(document ``i`` is token rows ``offsets[i]:offsets[i+1]``). ``meta`` carries the external keys
 and payloads. A record that is short, has a bad magic, or fails its checksum ends the log: a torn
 tail (crash mid-append) is truncated away; anything after it is quarantined, never replayed.
 """
@@ -33,8 +35,9 @@ log = logging.getLogger(__name__)
 
 MAGIC = 0x1A5EC0DE
 HEADER = struct.Struct("<IIIQ")
-UPSERT, DELETE = 1, 2
+UPSERT, DELETE, TOKENS_UPSERT = 1, 2, 3
 _U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class Record:
     ids: I64
     vectors: F32 | None
     meta: dict[str, Any]
+    #: ``(n + 1,)`` token offsets of a multi-vector upsert; ``vectors`` is then ``(N, dim)``.
+    offsets: I64 | None = None
 
 
 def encode_upsert(ids: I64, vectors: F32, meta: dict[str, Any]) -> bytes:
@@ -60,6 +65,27 @@ def encode_upsert(ids: I64, vectors: F32, meta: dict[str, Any]) -> bytes:
             _U32.pack(dim),
             np.ascontiguousarray(ids, dtype="<i8").tobytes(),
             np.ascontiguousarray(vectors, dtype="<f4").tobytes(),
+            _U32.pack(len(m)),
+            m,
+        )
+    )
+
+
+def encode_tokens_upsert(ids: I64, tokens: F32, offsets: I64, meta: dict[str, Any]) -> bytes:
+    """A multi-vector upsert: document ``i`` of ``ids`` is ``tokens[offsets[i]:offsets[i+1]]``."""
+    m = orjson.dumps(meta)
+    ntok, dim = tokens.shape
+    if len(offsets) != len(ids) + 1 or offsets[0] != 0 or offsets[-1] != ntok:
+        raise ValueError(f"offsets do not cover {ntok} tokens of {len(ids)} documents")
+    return b"".join(
+        (
+            bytes([TOKENS_UPSERT]),
+            _U32.pack(len(ids)),
+            _U32.pack(dim),
+            _U64.pack(ntok),
+            np.ascontiguousarray(ids, dtype="<i8").tobytes(),
+            np.ascontiguousarray(offsets, dtype="<i8").tobytes(),
+            np.ascontiguousarray(tokens, dtype="<f4").tobytes(),
             _U32.pack(len(m)),
             m,
         )
@@ -84,24 +110,34 @@ def decode(seq: int, body: bytes) -> Record:
     kind, pos = body[0], 1
     (n,) = _U32.unpack_from(body, pos)
     pos += 4
-    dim = 0
-    if kind == UPSERT:
+    dim = rows = 0
+    if kind in (UPSERT, TOKENS_UPSERT):
         (dim,) = _U32.unpack_from(body, pos)
         pos += 4
+        rows = n
     elif kind != DELETE:
         raise ValueError(f"unknown record kind {kind}")
+    if kind == TOKENS_UPSERT:
+        (rows,) = _U64.unpack_from(body, pos)
+        pos += 8
     ids = np.frombuffer(body, dtype="<i8", count=n, offset=pos).astype(np.int64)
     pos += 8 * n
+    offsets = None
+    if kind == TOKENS_UPSERT:
+        offsets = np.frombuffer(body, dtype="<i8", count=n + 1, offset=pos).astype(np.int64)
+        pos += 8 * (n + 1)
+        if offsets[0] != 0 or offsets[-1] != rows or bool((np.diff(offsets) < 1).any()):
+            raise ValueError("token offsets are inconsistent")
     vectors = None
-    if kind == UPSERT:
-        vectors = np.frombuffer(body, dtype="<f4", count=n * dim, offset=pos)
-        vectors = vectors.astype(np.float32).reshape(n, dim)
-        pos += 4 * n * dim
+    if kind != DELETE:
+        vectors = np.frombuffer(body, dtype="<f4", count=rows * dim, offset=pos)
+        vectors = vectors.astype(np.float32).reshape(rows, dim)
+        pos += 4 * rows * dim
     (mlen,) = _U32.unpack_from(body, pos)
     pos += 4
     if pos + mlen != len(body):
         raise ValueError("record length mismatch")
-    return Record(seq, kind, ids, vectors, orjson.loads(body[pos:]))
+    return Record(seq, kind, ids, vectors, orjson.loads(body[pos:]), offsets)
 
 
 def _scan(data: bytes, first_seq: int) -> Iterator[tuple[int, int, bytes]]:

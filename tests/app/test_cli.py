@@ -113,6 +113,13 @@ def test_search_index_and_keys_against_a_server(
         assert "401" in capsys.readouterr().err
         assert main(["index", "c", "HNSW(m=8)", *remote]) == 0
         assert "built HNSW(m=8" in capsys.readouterr().err
+        body = {"name": "late", "dim": 3, "multivector": True}
+        httpx.post(f"{srv.url}/collections", json=body, headers=auth)
+        pts = [{"id": i, "vectors": [[i, 1, 0], [0, 0, 1]]} for i in range(10)]
+        httpx.put(f"{srv.url}/collections/late/points", json={"points": pts}, headers=auth)
+        q = ["--vectors", "[[1, 0, 0], [0, 0, 1]]", "--params", '{"exact": true}', "--json"]
+        assert main(["search", "late", *q, "-k", "2", *remote]) == 0
+        assert [h["id"] for h in json.loads(capsys.readouterr().out)["hits"]] == [9, 8]
         assert main(["keys", "create", "--role", "read", *remote]) == 0
         token = capsys.readouterr().out.strip()
         assert main(["keys", "list", "--json", *remote]) == 0

@@ -168,3 +168,21 @@ def test_import_failure_raises_job_failed(server: Server, tmp_path: Path) -> Non
         assert exc.value.job.state == "failed" and exc.value.job.error
         assert c.wait(job.id, raise_on_failure=False).state == "failed"
         c.delete_collection("imp")
+
+
+def test_multivector_collection_through_the_client(server: Server) -> None:
+    rng = np.random.default_rng(12)
+    docs = [rng.standard_normal((int(t), 8)).astype(np.float32) for t in rng.integers(1, 5, 30)]
+    with Client(server.url, api_key=ROOT) as c:
+        info = c.create_collection("late", dim=8, multivector=True)
+        assert info.multivector and info.index.startswith("Muvera(")
+        c.upsert("late", ({"id": i, "vectors": d} for i, d in enumerate(docs)), batch_size=10)
+        q = rng.standard_normal((3, 8)).astype(np.float32)
+        res = c.search("late", vectors=q, k=3, params={"exact": True}, with_vector=True)
+        scores = [float((q @ d.T).max(axis=1).sum()) for d in docs]
+        assert [h.id for h in res.hits] == np.argsort(scores)[::-1][:3].tolist()
+        assert res.exact and res.hits[0].vectors is not None
+        got = c.get_point("late", 4, with_vector=True)
+        np.testing.assert_array_equal(np.asarray(got.vectors, np.float32), docs[4])
+        assert c.get_collection("late").tokens == sum(len(d) for d in docs)
+        c.delete_collection("late")

@@ -61,3 +61,14 @@ def test_build_over_budget_is_refused(tmp_path: Path, budget: str | None, status
             assert body["details"]["budget_bytes"] == 16 * 1024
             assert body["details"]["needed_bytes"] > 0
             assert c.get("/jobs").json()["jobs"] == []  # nothing was queued
+
+
+def test_muvera_estimate_counts_fdes_and_tokens() -> None:
+    spec = "Muvera(k_sim=3,d_proj=8,r_reps=4),Flat,MaxSim(candidates=10)"
+    fde_bytes = 1000 * 4 * 8 * 8 * 4  # n * r_reps * 2^k_sim * d_proj * float32
+    token_bytes = 5000 * 16 * 4
+    est = estimate_index_bytes(spec, 16, 1000, tokens=5000)
+    assert fde_bytes + token_bytes < est < 1.1 * (fde_bytes + token_bytes)
+    half_spec = spec.replace("r_reps=4", "r_reps=4,store_dtype=float16")
+    half = estimate_index_bytes(half_spec, 16, 1000, tokens=5000)
+    assert half == est - token_bytes // 2

@@ -24,7 +24,7 @@ router = APIRouter(prefix="/collections/{name}/points", tags=["points"])
 @router.put("", response_model=UpsertResult)
 def upsert_points(name: str, body: UpsertRequest, service: ServiceDep, _: WriteKey) -> UpsertResult:
     """Insert or replace points; answers only after the write-ahead log is on disk."""
-    points = [PointWrite(p.id, p.vector, p.text, p.payload) for p in body.points]
+    points = [PointWrite(p.id, p.vector, p.text, p.payload, p.vectors) for p in body.points]
     return UpsertResult(**service.upsert(name, points))
 
 

@@ -24,6 +24,7 @@ router = APIRouter(prefix="/collections/{name}", tags=["search"])
 def _query(r: SearchRequest) -> Query:
     return Query(
         vector=r.vector,
+        vectors=r.vectors,
         point_id=r.id,
         text=r.text,
         encoder=r.encoder,
@@ -50,7 +51,10 @@ def _run(service: SearchService, name: str, queries: list[Query]) -> list[Outcom
 
 
 def _response(o: Outcome) -> SearchResponse:
-    hits = [Hit(id=h.id, score=h.score, payload=h.payload, vector=h.vector) for h in o.hits]
+    hits = [
+        Hit(id=h.id, score=h.score, payload=h.payload, vector=h.vector, vectors=h.vectors)
+        for h in o.hits
+    ]
     return SearchResponse(hits=hits, exact=o.exact, took_ms=o.took_ms)
 
 

@@ -153,3 +153,25 @@ def test_text_lines_are_encoded(client: TestClient, tmp_path: Path) -> None:
     assert got["payload"] == {"k": 1, "text": "red apples"}
     hits = client.post("/collections/t/search", json={"text": "red apples", "k": 1}).json()
     assert hits["hits"][0]["id"] == 1
+
+
+def test_ndjson_token_vectors_into_a_multivector_collection(
+    client: TestClient, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(3)
+    docs = [rng.standard_normal((int(t), D)).astype(np.float32) for t in rng.integers(1, 6, 50)]
+    lines = [json.dumps({"id": i, "vectors": d.tolist()}) for i, d in enumerate(docs)]
+    lines[7] = json.dumps({"id": 7, "vectors": []})
+    lines[8] = json.dumps({"id": 8, "vector": [0.0] * D})
+    lines[9] = json.dumps({"id": 9, "vectors": [[0.0] * D, [1.0] * 3]})
+    (tmp_path / "m.ndjson").write_text("\n".join(lines) + "\n")
+    client.post("/collections", json={"name": "m", "dim": D, "multivector": True})
+    r = client.post("/collections/m/import", json={"path": str(tmp_path / "m.ndjson")})
+    job = wait_job(client, r.json()["id"])
+    assert job["state"] == "succeeded", job
+    assert job["result"]["imported"] == 47 and job["result"]["failed"] == 3
+    errors = {e["line"]: e["error"] for e in job["result"]["errors"]}
+    assert "empty" in errors[8] and "needs 'vectors'" in errors[9]
+    assert "has 3 dimensions" in errors[10]
+    got = client.get("/collections/m/points/4", params={"with_vector": True}).json()
+    np.testing.assert_array_equal(np.asarray(got["vectors"], np.float32), docs[4])

@@ -575,3 +575,34 @@ def test_replay_on_missing_or_empty_directory(tmp_path: Path) -> None:
     _, recs = replay(tmp_path / "new")
     assert [r.seq for r in recs] == [1]
     assert os.path.getsize(tmp_path / "new" / wal_name(1)) > 0
+
+
+def test_token_upsert_round_trip_and_torn_tail(tmp_path: Path) -> None:
+    from app.store.wal import TOKENS_UPSERT, decode, encode_tokens_upsert
+
+    rng = np.random.default_rng(4)
+    tokens = rng.standard_normal((9, 5)).astype(np.float32)
+    offsets = np.array([0, 2, 3, 9], dtype=np.int64)
+    ids = np.array([4, 5, 6], dtype=np.int64)
+    meta = {"keys": ["1", "2", "3"], "payloads": [None, {"a": 1}, None]}
+    wal = WriteAheadLog(tmp_path)
+    wal.append(encode_tokens_upsert(ids, tokens, offsets, meta))
+    wal.append(encode_tokens_upsert(ids[:1] + 10, tokens[:1], np.array([0, 1]), meta))
+    wal.close()
+    recs = list(WriteAheadLog(tmp_path).replay())
+    assert [r.kind for r in recs] == [TOKENS_UPSERT, TOKENS_UPSERT]
+    first = recs[0]
+    assert first.offsets is not None and first.vectors is not None
+    np.testing.assert_array_equal(first.offsets, offsets)
+    np.testing.assert_array_equal(first.vectors, tokens)  # bit-exact float32
+    np.testing.assert_array_equal(first.ids, ids)
+    assert first.meta == meta
+    with pytest.raises(ValueError):
+        encode_tokens_upsert(ids, tokens, offsets[:3], meta)
+    bad = bytearray(encode_tokens_upsert(ids, tokens, offsets, meta))
+    bad[1 + 4 + 4 + 8 + 8 * 3 + 8] = 9  # offsets[1] > offsets[2]: malformed, not replayed
+    with pytest.raises(ValueError):
+        decode(1, bytes(bad))
+    f = sorted(tmp_path.glob("*.wal"))[0]
+    f.write_bytes(f.read_bytes()[:-7])  # torn second record
+    assert [r.seq for r in WriteAheadLog(tmp_path).replay()] == [1]
