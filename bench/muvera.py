@@ -324,12 +324,21 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip", default="", help="sections to skip: synthetic,scale,real")
     p.add_argument("--update", action="store_true", help="keep skipped sections from --out")
     p.add_argument("--tiny", action="store_true", help="a few seconds: smoke test, no markdown")
+    p.add_argument(
+        "--encode-only",
+        action="store_true",
+        help="only the FDE encoding side by side with fastembed (synthetic --fastembed-docs, and "
+        "SciFact's first --fastembed-docs docs x --real-queries queries unless --real 0); "
+        "JSON to --out (default a temp file), no markdown",
+    )
     p.add_argument("--out", type=Path, help="JSON path (default bench/results/muvera.json)")
     p.add_argument("--markdown", type=Path, help="default BENCHMARKS.md; none with --tiny")
     args = p.parse_args(argv)
     args.scale = [int(s) for s in str(args.scale).split(",") if s.strip()]
     args.scale_candidates = [int(c) for c in str(args.scale_candidates).split(",")]
-    if args.tiny:
+    if args.encode_only:
+        args.out = args.out or Path(tempfile.gettempdir()) / "innerspace-bench-muvera-encode.json"
+    elif args.tiny:
         args.docs, args.dim, args.queries, args.scale, args.real = 300, 32, 10, [400], 0
         args.repeats, args.fastembed_docs, args.single = 1, 50, 3
         args.scale_candidates, args.scale_queries = [100, 200], 10
@@ -340,9 +349,24 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def encode_only(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """``--encode-only``: the fastembed side by side alone (encoding throughput and candidate
+    recall), on the synthetic sets and on SciFact, without any grid."""
+    syn = clustered(args.seed, args.fastembed_docs, args.queries, args.dim)
+    result["fastembed"] = fastembed_section(args, syn, f"synthetic d={args.dim}")
+    loaded = scifact_tokens(args.real) if args.real else None
+    if loaded is not None:
+        full = loaded.data
+        qo = full.query_offsets[: min(args.real_queries, full.n_queries) + 1]
+        data = TokenSets(full.doc_tokens, full.doc_offsets, full.query_tokens[: qo[-1]], qo)
+        result["fastembed_real"] = fastembed_section(args, data, "SciFact minilm-tokens")
+    write_json(args.out, result)
+    print(f"wrote {args.out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    sgemm, _ = median_rate(SgemmProbe(1024 if args.tiny else 4096, 2), 3)
+    sgemm, _ = median_rate(SgemmProbe(1024 if args.tiny or args.encode_only else 4096, 2), 3)
     result: dict[str, Any] = {
         "command": "python -m bench.muvera " + " ".join(sys.argv[1:] if argv is None else argv),
         "date": dt.datetime.now(dt.UTC).isoformat(),
@@ -353,6 +377,9 @@ def main(argv: list[str] | None = None) -> None:
         "params": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "goals": GOALS,
     }
+    if args.encode_only:
+        encode_only(args, result)
+        return
     skip = set(args.skip.split(","))
     if args.update and args.out.exists():
         old = json.loads(args.out.read_text())

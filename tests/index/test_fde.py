@@ -259,3 +259,71 @@ def test_agrees_with_fastembed_given_the_same_hyperplanes() -> None:
         ):
             ref = ref.reshape(reps, 1 << k, dim)[:, order].ravel()
             np.testing.assert_allclose(ours[0], ref, rtol=1e-5, atol=1e-5)
+
+
+def per_token_fde(
+    m: FDEMatrices, tokens: np.ndarray, offsets: np.ndarray, document: bool, fill: bool
+) -> np.ndarray:
+    """Straightforward float64 reference: project every token, then sum (queries) or average
+    (documents) the projections per bucket; an empty document bucket takes (``fill``) the
+    projection of the set's first token whose sign pattern is nearest in Hamming distance.
+    Buckets come from :func:`simhash_buckets` (tested on their own above), so a token exactly
+    on a hyperplane cannot make the two sides disagree."""
+    words, buckets = simhash_buckets(m, tokens)
+    nb, p = m.buckets, m.d_proj
+    popcount = np.array([bin(v).count("1") for v in range(nb)])
+    out = []
+    for a, b in zip(offsets[:-1], offsets[1:], strict=True):
+        x = tokens[a:b].astype(np.float64)
+        blocks = []
+        for r in range(m.r_reps):
+            proj = x if m.signs is None else x @ (m.signs[r] / np.sqrt(p))
+            block = np.zeros((nb, p))
+            for bucket in range(nb):
+                members = buckets[a:b, r] == bucket
+                if members.any():
+                    block[bucket] = (proj[members].mean if document else proj[members].sum)(0)
+                elif document and fill and m.k_sim:
+                    dist = popcount[words[a:b, r] ^ gray_encode(bucket)]
+                    block[bucket] = proj[int(np.argmin(dist))]
+            blocks.append(block.ravel())
+        v = np.concatenate(blocks)
+        if m.sketch_index is not None:
+            assert m.sketch_sign is not None
+            final = np.zeros(m.d_final)
+            np.add.at(final, m.sketch_index, m.sketch_sign * v)
+            v = final
+        out.append(v)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize(
+    ("dim", "k_sim", "d_proj", "r_reps", "d_final"),
+    [(48, 5, 16, 4, 0), (48, 5, 48, 3, 0), (48, 4, 8, 3, 300), (32, 3, 32, 2, 64)],
+)
+def test_matches_per_token_reference_on_ragged_batches(
+    dim: int, k_sim: int, d_proj: int, r_reps: int, d_final: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Documents and queries, both fills, projection on/off, count-sketch on/off, over a ragged
+    batch of 1-150 unit-norm tokens per set (far fewer and far more tokens than buckets),
+    encoded whole and in many small chunks: equal to the per-token reference to float32
+    rounding (any faster kernel, e.g. summing per bucket before projecting, must keep this)."""
+    import index.fde as fde
+
+    rng = np.random.default_rng(dim + k_sim + d_proj + d_final)
+    m = draw_matrices(dim, k_sim, d_proj, r_reps, seed=11, d_final=d_final)
+    sizes = np.r_[1, 2, 150, rng.integers(1, 151, 27)]
+    tokens, offsets = pack([unit(rng.standard_normal((int(s), dim))) for s in sizes], dim)
+    encoders = {
+        "query": lambda: encode_queries(m, tokens, offsets),
+        "nearest": lambda: encode_documents(m, tokens, offsets, "nearest"),
+        "zero": lambda: encode_documents(m, tokens, offsets, "zero"),
+    }
+    whole = {name: enc() for name, enc in encoders.items()}
+    monkeypatch.setattr(fde, "CHUNK_ELEMENTS", 1 << 11)  # many chunks, some of a single set
+    for name, enc in encoders.items():
+        want = per_token_fde(m, tokens, offsets, name != "query", name == "nearest")
+        got = whole[name]
+        assert got.shape == (len(sizes), m.fde_dim) and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(enc(), got, rtol=1e-6, atol=1e-6, err_msg=f"{name}, chunked")
