@@ -1,0 +1,44 @@
+"""The peer benchmark in its tiny configuration, with whichever peers are installed, so it cannot
+rot (figures are not checked: the benchmark measures speed, tests never do)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.peers_report import section
+from bench.peers_systems import REGISTRY, available
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_peers_tiny() -> None:
+    names, missing = available()
+    if all(REGISTRY[n].side == "ours" for n in names):
+        pytest.skip(f"no peer installed: {missing}")
+    before = (ROOT / "BENCHMARKS.md").read_text()
+    r = subprocess.run(
+        [sys.executable, "-m", "bench.peers", "--tiny"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(r.stdout[r.stdout.index("{") :])
+    groups = result["datasets"]["synth"]["groups"]
+    assert groups and all(g["search"] for g in groups.values())
+    ran = {name for g in groups.values() for name in g["systems"]}
+    assert ran <= set(names) and ran - {n for n in names if REGISTRY[n].side == "ours"}
+    assert result["http"]["hnsw"]["1"]["ours"]["recall"] > 0
+    assert "## Peers" in section(result)  # the report renders from this JSON
+    assert (ROOT / "BENCHMARKS.md").read_text() == before  # tiny runs never overwrite results
+
+
+def test_unknown_system_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="known: ours-flat"):
+        available(["nope"])
