@@ -121,6 +121,7 @@ REGISTRY: dict[str, str] = {
 STAGES: dict[str, str] = {
     "Rescore": "index.binary:RescoreParams",
     "MaxSim": "index.maxsim:MaxSimParams",
+    "Hypencoder": "index.hypencoder:HypencoderParams",
 }
 
 
