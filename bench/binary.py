@@ -39,9 +39,8 @@ import faiss
 import numpy as np
 
 from bench.datasets import load_debian
-from bench.flat import dirty
 from bench.machine import ReadProbe, SgemmProbe, median_rate, versions
-from bench.report import BENCHMARKS, git_commit, update_section, write_json
+from bench.report import BENCHMARKS, dirty, git_commit, update_section, write_json
 from index.binary import BinaryIndex
 from index.codes import random_orthogonal
 from index.flat import FlatIndex

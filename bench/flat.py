@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ import faiss
 import numpy as np
 
 from bench.machine import ReadProbe, SgemmProbe, versions
-from bench.report import BENCHMARKS, ROOT, git_commit, update_section, write_json
+from bench.report import BENCHMARKS, dirty, git_commit, update_section, write_json
 from index.flat import FlatIndex
 
 RESULTS = Path(__file__).parent / "results"
@@ -235,21 +234,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "versions": versions(),
         "cases": cases,
     }
-
-
-def dirty() -> bool:
-    """True when the code measured differs from the commit (index/ or bench/ uncommitted)."""
-    try:
-        out = subprocess.run(
-            ["git", "status", "--porcelain", "--", "index", "bench"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return True
-    return bool(out.stdout.strip())
 
 
 def limit_text(case: dict[str, Any]) -> str:

@@ -56,8 +56,8 @@ from bench.muvera_data import (
     scifact_tokens,
 )
 from bench.muvera_fastembed import fastembed_section
-from bench.muvera_report import GOALS, dirty, markdown
-from bench.report import BENCHMARKS, git_commit, update_section, write_json
+from bench.muvera_report import GOALS, markdown
+from bench.report import BENCHMARKS, dirty, git_commit, update_section, write_json
 from index.maxsim import carve
 from index.muvera import PRESETS, MuveraIndex, MuveraParams
 

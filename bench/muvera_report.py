@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-from bench.report import ROOT
-
 #: Goals from issue 6.
 GOALS = {"recall": 0.95, "max_candidates": 200, "speedup_100k": 10.0, "encode_vs_fastembed": 10.0}
-
-
-def dirty() -> bool:
-    """Whether index/ or bench/ differ from the commit the figures are attributed to."""
-    try:
-        out = subprocess.run(
-            ["git", "status", "--porcelain", "--", "index", "bench"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return True
-    return bool(out.stdout.strip())
 
 
 def grid_table(section: dict[str, Any], cands: Sequence[int], with_ndcg: bool) -> list[str]:

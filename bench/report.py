@@ -21,6 +21,21 @@ def git_commit() -> str:
         return "unknown"
 
 
+def dirty() -> bool:
+    """True when index/ or bench/ differ from the commit the figures are attributed to."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--", "index", "bench"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return True
+    return bool(out.stdout.strip())
+
+
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
