@@ -24,8 +24,8 @@ from app.client import (
     NotFoundError,
     RateLimitedError,
     UnauthorizedError,
-    error_from,
 )
+from app.client.errors import error_from
 
 ROOT = "client-test-root-key"
 
