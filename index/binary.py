@@ -344,7 +344,7 @@ class BinaryIndex(FaissIndex):
         self._codec.save(path, _write_npy)
         self._store.save(path)
         _write_npy(path / "ids.npy", self.ids)
-        _write_npy(path / "dead.npy", self._dead[: self._n])
+        _write_npy(path / "dead.npy", ~self.alive_mask())
         meta = {
             "spec": self.spec,
             "dim": self._dim,
@@ -372,7 +372,8 @@ class BinaryIndex(FaissIndex):
         coded = int(index._codec.index.ntotal) if index.trained else 0
         if n != int(meta["n"]) or n != coded or n != len(index._store) or dead.shape != (n,):
             raise ValueError(f"{path}: ids, tombstones, codes and float store disagree")
-        index._ids, index._dead, index._n = ids, dead, n
+        index._ids, index._n = ids, n
         index._ndead = int(dead.sum())
+        index._dead = dead if index._ndead else np.zeros(0, dtype=bool)
         index._sorted = bool(n < 2 or np.all(ids[1:] > ids[:-1]))
         return index

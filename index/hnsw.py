@@ -70,6 +70,8 @@ class FaissIndex:
         self.params = params if params is not None else self.Params()
         self._faiss: Any = None
         self._ids: I64 = np.empty(0, dtype=np.int64)
+        # Allocated on the first removal (see ``_tombstones``): a live-only index pays no byte
+        # per row for it, which is 1/64 of a 1-bit RaBitQ index at 384 dimensions.
         self._dead: Bool = np.zeros(0, dtype=bool)
         self._n = 0
         self._ndead = 0
@@ -98,7 +100,17 @@ class FaissIndex:
 
     def alive_mask(self) -> Bool:
         """``(n,) bool``: True where the row has not been removed."""
+        if self._ndead == 0:
+            return np.ones(self._n, dtype=bool)
         return ~self._dead[: self._n]
+
+    def _tombstones(self) -> Bool:
+        """``(n,) bool`` dead flags, allocating them (to capacity) on first use."""
+        if len(self._dead) < self._n:
+            dead = np.zeros(len(self._ids), dtype=bool)
+            dead[: len(self._dead)] = self._dead
+            self._dead = dead
+        return self._dead[: self._n]
 
     # -- mutation -------------------------------------------------------------------------------
 
@@ -127,9 +139,11 @@ class FaissIndex:
         new_cap = max(need, int(cap * 1.5) + 1024) if cap else need
         ids = np.empty(new_cap, dtype=np.int64)
         ids[: self._n] = self._ids[: self._n]
-        dead = np.zeros(new_cap, dtype=bool)
-        dead[: self._n] = self._dead[: self._n]
-        self._ids, self._dead = ids, dead
+        if len(self._dead):
+            dead = np.zeros(new_cap, dtype=bool)
+            dead[: self._n] = self._dead[: self._n]
+            self._dead = dead
+        self._ids = ids
 
     def rows_of(self, ids: I64) -> I64:
         """Rows holding ``ids`` (live or removed); ids not present are skipped."""
@@ -140,10 +154,11 @@ class FaissIndex:
         rows = self.rows_of(np.asarray(ids, dtype=np.int64))
         if len(rows) == 0:
             return 0
-        fresh = rows[~self._dead[rows]]
+        dead = self._tombstones()
+        fresh = rows[~dead[rows]]
         if len(fresh) == 0:
             return 0
-        self._dead[fresh] = True
+        dead[fresh] = True
         self._ndead += len(fresh)
         self._version += 1
         return int(len(fresh))
@@ -247,7 +262,7 @@ class FaissIndex:
         if self._faiss is not None:
             faiss.write_index(self._faiss, str(path / "index.faiss"))
         np.save(path / "ids.npy", self.ids)
-        np.save(path / "dead.npy", self._dead[: self._n])
+        np.save(path / "dead.npy", ~self.alive_mask())
         meta = {
             "spec": self.spec,
             "dim": self._dim,
@@ -272,8 +287,9 @@ class FaissIndex:
         ntotal = 0 if native is None else int(native.ntotal)
         if n != int(meta["n"]) or n != ntotal or dead.shape != (n,):
             raise ValueError(f"{path}: ids, tombstones and faiss index disagree ({n} vs {ntotal})")
-        index._ids, index._dead, index._n = ids, dead, n
+        index._ids, index._n = ids, n
         index._ndead = int(dead.sum())
+        index._dead = dead if index._ndead else np.zeros(0, dtype=bool)
         index._sorted = bool(n < 2 or np.all(ids[1:] > ids[:-1]))
         return index
 

@@ -462,3 +462,23 @@ def test_recall_on_real_embeddings(real: tuple, spec: str, oversample: float) ->
     index.add(np.arange(len(xb), dtype=np.int64), xb)
     got = recall(index.search(xq, 10, oversample=oversample).ids, truth)
     assert got >= REAL_FLOORS[spec, oversample], (spec, oversample, got)
+
+
+def test_tombstones_cost_nothing_until_a_removal(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1000, 32)).astype(np.float32)
+    ids = np.arange(1000, dtype=np.int64)
+    index = index_factory(32, "Binary(encoding=rabitq,bits=1)")
+    index.add(ids, x)
+    live_only = index.nbytes()
+    index.save(tmp_path / "a")
+    assert type(index).load(tmp_path / "a").nbytes() <= live_only  # no flags, no slack
+    assert index.remove(np.array([3, 3, 7])) == 2
+    assert index.nbytes() >= live_only + 1000  # one flag per row, from now on
+    index.add(ids[:0] + 5000, x[:1])  # growing keeps the flags aligned
+    res = index.search(x[[3, 7]], 1000, oversample=1000)
+    assert not np.isin([3, 7], res.ids).any() and 5000 in res.ids[0]
+    index.save(tmp_path / "b")
+    back = type(index).load(tmp_path / "b")
+    assert len(back) == len(index) == 999
+    assert not back.alive_mask()[[3, 7]].any() and back.alive_mask().sum() == 999
