@@ -21,9 +21,12 @@ from app.guard import check_build
 from app.jobs import HANDLERS, Job, JobRunner, JobTable
 from app.jobs.imports import detect_format
 from app.multivector import canonical_spec, default_spec
+from app.pipeline import Context, Result, parse, run
 from app.search import Outcome, Query, search
+from app.store import snapshots as snapmod
 from app.store.catalog import Catalog, CollectionConfig
 from app.store.fsutil import fsync_dir, remove_tree
+from app.store.tokens import TokenBatch
 from index.base import F32
 
 log = logging.getLogger(__name__)
@@ -198,6 +201,38 @@ class SearchService:
                     queries[i] = replace(queries[i], vector=v, text=None)
         return search(self.collection(name), queries, self.settings.max_k)
 
+    def query(
+        self,
+        name: str,
+        stages: list[Any],
+        vector: list[float] | None = None,
+        text: str | None = None,
+        point_id: int | str | None = None,
+        flt: Filter | None = None,
+        measure_recall: bool = False,
+        with_payload: bool = True,
+    ) -> Result:
+        """Run a query pipeline (:mod:`app.pipeline`) by a vector, a text or a point id."""
+        col = self.collection(name)
+        plan = parse(stages, self.settings.max_k)
+        if sum(x is not None for x in (vector, text, point_id)) > 1:
+            raise InvalidInput("give at most one of 'vector', 'text' or 'id'")
+        vec = None
+        if text is not None and not col.multivector:
+            vector = list(self.encode_queries(name, [text], None)[0])
+        if vector is not None and not col.multivector:
+            x = col.validate([vector], what="vector")
+            assert not isinstance(x, TokenBatch)
+            vec = x[0]
+        elif point_id is not None and not col.multivector:
+            vec = col.vector_of(col.require(point_id)[0])
+        ctx = Context(col, vec, flt, point_id, self.settings.max_k)
+        res = run(plan, ctx, measure_recall)
+        if with_payload:
+            found = ((pid, col.get(pid)) for pid, _ in res.hits)
+            res.payloads = {pid: f[1] for pid, f in found if f is not None}
+        return res
+
     def check_batch(self, n: int) -> None:
         if n > self.settings.max_batch_points:
             raise InvalidInput(
@@ -354,6 +389,63 @@ class SearchService:
             "delete_after": delete_after,
         }
         return self.jobs.submit("import", name, params)
+
+    # ---- snapshots ------------------------------------------------------------------------
+
+    def snapshot(self, name: str) -> Job:
+        """Queue a consistent point-in-time snapshot of ``name`` (:mod:`app.store.snapshots`)."""
+        self.collection(name)
+        return self.jobs.submit("snapshot", name, {})
+
+    def snapshots_dir(self, name: str) -> Path:
+        return snapmod.snapshots_root(Path(self.settings.data_dir), name)
+
+    def list_snapshots(self, name: str) -> list[dict[str, Any]]:
+        self._require_ready()
+        return snapmod.list_snapshots(self.snapshots_dir(name))
+
+    def restore_snapshot(
+        self, name: str, snap_id: str, target: str | None = None, replace_existing: bool = False
+    ) -> dict[str, Any]:
+        """Restore snapshot ``snap_id`` of ``name`` as collection ``target`` (default ``name``)
+        and load it; 409 when ``target`` exists (without ``replace_existing``) or the snapshot
+        fails its checksums, in which case nothing is created."""
+        self._require_ready()
+        target = target or name
+        if not NAME.fullmatch(target):
+            raise InvalidInput(f"bad collection name {target!r}")
+        root = self.snapshots_dir(name)
+        meta = snapmod.load(root, snap_id)
+        if target in self._collections and not replace_existing:
+            raise AlreadyExists(
+                f'collection {target!r} already exists; pass "replace": true to overwrite it'
+            )
+        snapmod.verify(root, meta)
+        config = replace(CollectionConfig(**meta["config"]), name=target)
+        stage = self.catalog.collections_dir / f".restore-{target}-{uuid.uuid4().hex[:8]}"
+        try:
+            snapmod.stage_restore(root, meta, stage)
+        except BaseException:
+            remove_tree(stage)
+            raise
+        with self._lock:
+            old = self._collections.get(target)
+            if old is not None:
+                if not replace_existing:
+                    remove_tree(stage)
+                    raise AlreadyExists(f"collection {target!r} already exists")
+                self.catalog.remove(target)
+                del self._collections[target]
+                old.close()
+                remove_tree(old.path)
+            path = self.catalog.path_of(target)
+            remove_tree(path)  # a stale orphan
+            stage.rename(path)
+            fsync_dir(path.parent)
+            col = Collection(path, config, self.settings)
+            self.catalog.add(col.config)
+            self._collections[target] = col
+        return col.info()
 
     def upload_path(self, name: str, fmt: str) -> Path:
         """Where an uploaded import file for ``name`` is spooled before its job reads it."""

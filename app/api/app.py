@@ -23,6 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import app as app_pkg
 from app.api.routes import collections, encode, health, jobs, keys, metrics, points, search
+from app.api.routes import query as query_routes
+from app.api.routes import snapshots as snapshot_routes
 from app.auth import Authenticator
 from app.config import Settings, get_settings
 from app.errors import BadRequest, InnerspaceError, InvalidInput, PayloadTooLarge
@@ -192,4 +194,6 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
     api.add_middleware(RequestLog)
     for module in (health, metrics, collections, points, search, jobs, encode, keys):
         api.include_router(module.router)
+    api.include_router(query_routes.router)
+    api.include_router(snapshot_routes.router)
     return api

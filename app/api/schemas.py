@@ -284,3 +284,40 @@ class KeyCreated(KeyInfo):
 
 class KeyList(BaseModel):
     keys: list[KeyInfo]
+
+
+class QueryRequest(_Body):
+    """A query pipeline (:mod:`app.pipeline`): stages run in order on one query."""
+
+    stages: list[Any] = Field(
+        description='ordered stages, each {name: {args}}, e.g. [{"index": {"k": 100}}, '
+        '{"rescore": {"k": 10}}]; fuse generators with {"rrf": {"of": [...], "k": 10}}'
+    )
+    vector: list[float] | None = None
+    text: str | None = Field(None, description="encoded with the collection's encoder")
+    id: PointId | None = Field(None, description="query with this stored point's vector")
+    filter: Filter | None = None
+    explain: bool = Field(False, description="return what each stage did")
+    measure_recall: bool = Field(
+        False, description="also run exact search and report recall@k of the hits against it"
+    )
+    with_payload: bool = True
+
+
+class StageTrace(BaseModel):
+    stage: str
+    input: int = Field(description="candidates given to the stage")
+    output: int = Field(description="candidates it passed on")
+    took_ms: float
+    exact: bool
+    of: list[StageTrace] | None = Field(None, description="the fused stages (rrf)")
+
+
+class QueryResponse(BaseModel):
+    hits: list[Hit]
+    exact: bool = Field(description="false when an approximate index generated candidates")
+    took_ms: float
+    explain: list[StageTrace] | None = None
+    recall_estimate: float | None = Field(
+        None, description="recall@k of the hits against exact search (measure_recall)"
+    )

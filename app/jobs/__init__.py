@@ -1,8 +1,8 @@
-"""Durable background jobs: index builds and bulk imports (one model, one runner)."""
+"""Durable background jobs: index builds, bulk imports, snapshots (one model, one runner)."""
 
 from __future__ import annotations
 
-from app.jobs import build, imports
+from app.jobs import build, imports, snapshot
 from app.jobs.model import Job, JobTable
 from app.jobs.runner import Handler, JobRunner
 
@@ -11,6 +11,7 @@ HANDLERS: dict[str, Handler] = {
     "build": build.run,
     "compact": build.compact,
     "import": imports.run,
+    "snapshot": snapshot.run,
 }
 
 __all__ = ["HANDLERS", "Job", "JobRunner", "JobTable"]

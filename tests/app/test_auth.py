@@ -36,8 +36,12 @@ ROLE = {
     ("POST", "/collections/{name}/points/count"): "read",
     ("POST", "/collections/{name}/search"): "read",
     ("POST", "/collections/{name}/search/batch"): "read",
+    ("POST", "/collections/{name}/query"): "read",
     ("POST", "/collections/{name}/index"): "write",
     ("POST", "/collections/{name}/compact"): "write",
+    ("POST", "/collections/{name}/snapshots"): "write",
+    ("GET", "/collections/{name}/snapshots"): "read",
+    ("POST", "/collections/{name}/snapshots/{snapshot_id}/restore"): "admin",
     ("POST", "/collections/{name}/import"): "admin",  # reads a file on the server
     ("POST", "/collections/{name}/import/upload"): "write",
     ("GET", "/jobs"): "read",
@@ -88,7 +92,9 @@ class Secured:
         }
 
     def url(self, path: str) -> str:
-        return path.format(name="c", point_id="1", job_id=self.job, key_id="nokey")
+        return path.format(
+            name="c", point_id="1", job_id=self.job, key_id="nokey", snapshot_id="nosnap"
+        )
 
     def call(self, op: tuple[str, str], key: str | None) -> httpx.Response:
         method, path = op
