@@ -15,6 +15,7 @@ import numpy as np
 
 from app.errors import InvalidInput
 from app.filters import Filter
+from app.knobs import search_part
 from app.store.tokens import TokenBatch, TokenRows
 from index.base import F32, IdSelector, SearchResult
 from index.merge import merge_results
@@ -25,8 +26,6 @@ from index.spec import index_factory, lookup, parse_spec
 if TYPE_CHECKING:
     from app.collection import Collection
 
-#: Search parameters of multi-vector collections when the index class does not list its own.
-KNOBS = ("candidates", "exact")
 
 
 def default_spec(dim: int) -> str:
@@ -60,10 +59,6 @@ def canonical_spec(dim: int, spec: str, multivector: bool, name: str | None = No
             "true, or use a dense index such as 'Flat'"
         )
     return canonical
-
-
-def knobs(spec: str) -> tuple[str, ...]:
-    return tuple(getattr(lookup(parse_spec(spec).parts[0].name), "KNOBS", KNOBS))
 
 
 def to_tokens(
@@ -141,14 +136,7 @@ def run(
     all_exact = True
     for s in segments:
         index = cast(MuveraIndex, s.index)
-        accepted = set(getattr(type(index), "KNOBS", KNOBS))
-        knobs_ = {k: v for k, v in params.items() if k in accepted}
-        try:
-            res = index.search(docs, depth, selector, **knobs_)
-        except (TypeError, ValueError) as exc:
-            if not knobs_:
-                raise
-            raise InvalidInput(f"params: {exc}") from exc  # queries were checked: a knob
+        res = search_part(index, index.search, params, docs, depth, selector)
         seg_exact = exact
         if not exact and bool((res.ids < 0).any()):
             # Short: fewer FDE candidates than wanted survived the filter; answer exactly.

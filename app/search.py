@@ -19,11 +19,12 @@ from app import multivector
 from app.collection import Collection
 from app.errors import InvalidInput
 from app.filters import Filter
+from app.knobs import search_part
 from app.store.tokens import TokenBatch
 from index.base import F32, IdSelector, SearchResult
 from index.flat import FlatIndex
 from index.merge import merge_results
-from index.spec import index_factory
+from index.spec import knobs
 
 
 @dataclass
@@ -96,11 +97,6 @@ def _query_vectors(
     return np.stack(rows).astype(np.float32, copy=False), exclude
 
 
-def knobs_of(index: object) -> tuple[str, ...]:
-    """Search-time parameters an index accepts per call (e.g. ``ef_search``, ``nprobe``)."""
-    return tuple(getattr(type(index), "KNOBS", ()))
-
-
 def _run(
     col: Collection, xq: F32, depth: int, flt: Filter | None, params: dict[str, Any]
 ) -> tuple[SearchResult, bool]:
@@ -108,14 +104,7 @@ def _run(
     selector = IdSelector(col.points.iids(flt)) if flt is not None else None
     parts = []
     for s in segments:
-        knobs = {k: v for k, v in params.items() if k in knobs_of(s.index)}
-        try:
-            parts.append(s.index.search(xq, depth, selector, **knobs))
-        except (TypeError, ValueError) as e:
-            if not knobs:
-                raise
-            # Vectors, k and filters were checked above: what an index still rejects is a knob.
-            raise InvalidInput(f"params: {e}") from e
+        parts.append(search_part(s.index, s.index.search, params, xq, depth, selector))
     parts += [t.search(xq, depth, selector) for t in tails if isinstance(t, FlatIndex)]
     exact = all(type(s.index).exact for s in segments)
     return merge_results(parts, depth), exact
@@ -130,10 +119,7 @@ def search(col: Collection, queries: list[Query], max_k: int) -> list[Outcome]:
                 f"searches[{i}]: k + offset must be between 1 and {max_k}, got k={q.k}, "
                 f"offset={q.offset}"
             )
-    if col.multivector:
-        accepted = set(multivector.knobs(col.config.index))
-    else:
-        accepted = set(knobs_of(index_factory(col.dim, col.config.index)))
+    accepted = set(knobs(col.config.index))
     for i, q in enumerate(queries):
         unknown = set(q.params) - accepted
         if unknown:

@@ -144,6 +144,12 @@ def lookup(name: str) -> type[Any]:
     return cls
 
 
+def knobs(spec: str) -> tuple[str, ...]:
+    """Search-time parameters the spec's index takes per call (its class's ``KNOBS``), read
+    from the registry without building the index."""
+    return tuple(getattr(lookup(parse_spec(spec).parts[0].name), "KNOBS", ()))
+
+
 def available() -> list[str]:
     """Registered index names whose module imports here, sorted."""
     out = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from index import REGISTRY, SpecError, index_factory, parse_spec
-from index.spec import available, canonical
+from index.spec import available, canonical, knobs
 
 
 @pytest.mark.parametrize(
@@ -71,3 +71,13 @@ def test_further_parts_need_a_composite() -> None:
 def test_bad_dim(dim: int) -> None:
     with pytest.raises(SpecError, match="dim"):
         index_factory(dim, "Flat")
+
+
+def test_knobs_come_from_the_registered_class_without_building() -> None:
+    assert knobs("Flat") == ()
+    assert knobs("HNSW(m=16)") == ("ef_search",)
+    assert knobs("IVF(nlist=8)") == ("nprobe",)
+    assert knobs("Binary,Rescore(oversample=2)") == ("oversample", "rescore")
+    assert knobs("Muvera,Flat,MaxSim(candidates=10)") == ("candidates", "exact", "tau")
+    with pytest.raises(SpecError, match="known"):
+        knobs("Nope")
