@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from app.store.fsutil import write_array
+from app.store.fsutil import open_rows, write_array
 from app.store.segments import finish_segment, stage_dir
 from app.store.tokens import TokenBatch, read_token_chunks
 from index.base import F32
@@ -38,16 +38,7 @@ def read_rows(path: Path, chunk: int) -> Iterator[F32]:
     """Stream an ``(n, d) float32`` .npy file in row chunks with plain reads: unlike a memory
     map, pages read this way do not count towards the worker's resident memory."""
     with open(path, "rb") as fh:
-        major, _ = np.lib.format.read_magic(fh)
-        read_header = (
-            np.lib.format.read_array_header_1_0
-            if major == 1
-            else np.lib.format.read_array_header_2_0
-        )
-        shape, fortran, dtype = read_header(fh)
-        if fortran or dtype != np.float32 or len(shape) != 2:
-            raise ValueError(f"{path}: expected a C-order (n, d) float32 array")
-        n, d = shape
+        n, d = open_rows(fh, path)
         for start in range(0, n, chunk):
             rows = min(chunk, n - start)
             buf = np.empty((rows, d), dtype=np.float32)

@@ -79,3 +79,18 @@ def remove_tree(path: Path) -> None:
     os.replace(path, trash)
     fsync_dir(path.parent)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def open_rows(fh: IO[bytes], path: Path) -> tuple[int, int]:
+    """Read the header of the ``.npy`` file open as ``fh``, which must hold a C-order
+    ``(n, d) float32`` array, and return ``(n, d)``; ``fh`` is left at the first row, so rows
+    can be read in chunks with plain reads (pages read that way, unlike a memory map's, do not
+    count towards the reader's resident memory)."""
+    major, _ = np.lib.format.read_magic(fh)
+    read_header = (
+        np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+    )
+    shape, fortran, dtype = read_header(fh)
+    if fortran or dtype != np.float32 or len(shape) != 2:
+        raise ValueError(f"{path}: expected a C-order (n, d) float32 array")
+    return int(shape[0]), int(shape[1])

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from app.store.fsutil import write_array
+from app.store.fsutil import open_rows, write_array
 from index.base import F32, I64, Bool, IdSelector, SearchResult
 from index.flat import FlatIndex
 from index.maxsim import MaxSimReranker, TokenStore, gather_rows
@@ -192,20 +192,14 @@ def read_token_chunks(path: Path, offsets: I64, max_rows: int) -> Iterator[tuple
     whole), with plain reads so the pages do not count towards the reader's resident memory."""
     n = len(offsets) - 1
     with open(path, "rb") as fh:
-        major, _ = np.lib.format.read_magic(fh)
-        read_header = (
-            np.lib.format.read_array_header_1_0
-            if major == 1
-            else np.lib.format.read_array_header_2_0
-        )
-        shape, fortran, dtype = read_header(fh)
-        if fortran or dtype != np.float32 or len(shape) != 2 or shape[0] != offsets[-1]:
-            raise ValueError(f"{path}: expected C-order ({offsets[-1]}, d) float32 tokens")
+        rows, d = open_rows(fh, path)
+        if rows != offsets[-1]:
+            raise ValueError(f"{path}: expected {offsets[-1]} token rows, found {rows}")
         a = 0
         while a < n:
             b = int(np.searchsorted(offsets, offsets[a] + max_rows, side="right")) - 1
             b = min(max(b, a + 1), n)
-            buf = np.empty((int(offsets[b] - offsets[a]), shape[1]), dtype=np.float32)
+            buf = np.empty((int(offsets[b] - offsets[a]), d), dtype=np.float32)
             fh.readinto(buf.data.cast("B"))
             yield a, b, buf
             a = b
