@@ -41,7 +41,7 @@ import numpy as np
 from bench.binary_report import OURS, K, markdown
 from bench.datasets import load_debian
 from bench.machine import ReadProbe, SgemmProbe, median_rate, versions
-from bench.report import BENCHMARKS, dirty, git_commit, update_section, write_json
+from bench.report import BENCHMARKS, dirty, git_commit, publish
 from index.binary import BinaryIndex
 from index.codes import random_orthogonal
 from index.flat import FlatIndex
@@ -428,14 +428,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     result = run(args)
-    write_json(args.out, result)
-    text = markdown(result)
-    if args.markdown:
-        update_section(SECTION, text, args.markdown)
-        print(f"wrote {args.out} and the {SECTION} section of {args.markdown}")
-    else:
-        print(text)
-        print(f"wrote {args.out} (commit {result['commit'][:10]})")
+    publish(SECTION, result, markdown(result), args.out, args.markdown)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import faiss
 import numpy as np
 
 from bench.machine import ReadProbe, SgemmProbe, versions
-from bench.report import BENCHMARKS, dirty, git_commit, update_section, write_json
+from bench.report import BENCHMARKS, dirty, git_commit, publish
 from index.flat import FlatIndex
 
 RESULTS = Path(__file__).parent / "results"
@@ -333,14 +333,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     result = run(args)
-    write_json(args.out, result)
-    text = markdown(result)
-    if args.markdown:
-        update_section(SECTION, text, args.markdown)
-        print(f"wrote {args.out} and the {SECTION} section of {args.markdown}")
-    else:
-        print(text)
-        print(f"wrote {args.out}")
+    publish(SECTION, result, markdown(result), args.out, args.markdown)
 
 
 if __name__ == "__main__":

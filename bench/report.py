@@ -56,3 +56,15 @@ def update_section(name: str, markdown: str, path: Path = BENCHMARKS) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def publish(section: str, result: dict[str, Any], text: str, out: Path, md: Path | None) -> None:
+    """Write ``result`` to ``out`` and ``text`` as the ``section`` of ``md`` (a tiny or
+    exploratory run passes no ``md`` and gets the text printed instead)."""
+    write_json(out, result)
+    if md:
+        update_section(section, text, md)
+        print(f"wrote {out} and the {section} section of {md}")
+    else:
+        print(text)
+        print(f"wrote {out} (commit {str(result.get('commit', ''))[:10]})")
