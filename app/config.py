@@ -66,10 +66,28 @@ class Settings(BaseSettings):
     max_segments: int = Field(8, ge=1, description="more sealed segments than this are merged")
     verify_checksums: bool = Field(True, description="check segment crc32s when loading")
 
+    recall_sample_rate: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of live dense queries re-run exactly in the background to measure "
+        "recall@k (GET /collections/{name}/quality, metric innerspace_recall); 0 = off",
+    )
+    recall_sample_seed: int = Field(0, description="seed of the recall sampler's coin")
+    max_eval_queries: int = Field(
+        10_000, ge=1, description="labelled queries per POST /collections/{name}/evaluate"
+    )
+
     encode_concurrency: int = Field(2, ge=1, description="encode calls that run at once")
     default_encoder: str = Field("minilm", description="encoder for POST /encode without one")
 
     job_workers: int = Field(2, ge=1, description="jobs (builds, imports) that run at once")
+    snapshot_keep: int | None = Field(
+        None,
+        ge=1,
+        description="snapshots kept per collection: after each successful snapshot the oldest "
+        "beyond this many are deleted; unset = keep all",
+    )
     max_upload_bytes: int = Field(
         16 * 1024**3, ge=1024, description="largest file accepted by the import upload route"
     )

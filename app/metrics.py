@@ -12,7 +12,9 @@
 * ``innerspace_jobs{state}``, ``innerspace_collection_points{collection}`` (and indexed points,
   segments, bytes in memory and on disk), ``innerspace_vector_memory_bytes``,
   ``innerspace_memory_budget_bytes``, ``innerspace_ready``, ``innerspace_rate_limited_total``,
-  plus the standard ``process_*`` (resident memory, CPU, open fds) and ``python_*`` metrics.
+  ``innerspace_recall{collection,pipeline,k}`` and ``innerspace_recall_samples`` (the recall
+  sampler, :mod:`app.pipeline.quality`), plus the standard ``process_*`` (resident memory,
+  CPU, open fds) and ``python_*`` metrics.
 """
 
 from __future__ import annotations
@@ -155,6 +157,7 @@ class _ServiceCollector(Collector):
             return
         yield from _collections(svc)
         yield _jobs(svc)
+        yield from _recall(svc)
 
 
 def _collections(svc: SearchService) -> Iterator[Metric]:
@@ -249,3 +252,24 @@ class MetricsMiddleware:
             elapsed = time.perf_counter() - t0
             self.metrics.observe_request(scope.get("method", "?"), route, status, elapsed)
             _current.reset(token)
+
+
+def _recall(svc: SearchService) -> Iterator[Metric]:
+    """The recall sampler's figures (``INNERSPACE_RECALL_SAMPLE_RATE``)."""
+    sampler = svc.pipelines.sampler
+    recall = GaugeMetricFamily(
+        "innerspace_recall",
+        "Mean recall@k of sampled live queries against exact search, latest samples.",
+        labels=["collection", "pipeline", "k"],
+    )
+    samples = GaugeMetricFamily(
+        "innerspace_recall_samples",
+        "Live queries re-run exactly by the recall sampler since start.",
+        labels=["collection", "pipeline"],
+    )
+    for f in sampler.figures():
+        if f.recall is not None:
+            recall.add_metric([f.collection, f.pipeline, str(f.k)], f.recall)
+        samples.add_metric([f.collection, f.pipeline], float(f.samples))
+    yield recall
+    yield samples

@@ -21,12 +21,11 @@ from app.guard import check_build
 from app.jobs import HANDLERS, Job, JobRunner, JobTable
 from app.jobs.imports import detect_format
 from app.multivector import canonical_spec, default_spec
-from app.pipeline import Context, Result, parse, run
+from app.pipeline.service import Pipelines
 from app.search import Outcome, Query, search
 from app.store import snapshots as snapmod
 from app.store.catalog import Catalog, CollectionConfig
 from app.store.fsutil import fsync_dir, remove_tree
-from app.store.tokens import TokenBatch
 from index.base import F32
 
 log = logging.getLogger(__name__)
@@ -69,6 +68,7 @@ class SearchService:
             HANDLERS,
             workers=settings.job_workers,
         )
+        self.pipelines = Pipelines(self)
 
     def open(self) -> None:
         """Clean orphans, load every collection, then mark the service ready."""
@@ -88,6 +88,7 @@ class SearchService:
 
     def close(self) -> None:
         self.jobs.stop()
+        self.pipelines.close()
         with self._lock:
             for col in self._collections.values():
                 col.close()
@@ -175,6 +176,7 @@ class SearchService:
             del self._collections[name]
         col.close()
         remove_tree(col.path)
+        self.pipelines.sampler.forget(name)
 
     # ---- points and search ----------------------------------------------------------------
 
@@ -199,39 +201,11 @@ class SearchService:
                     queries[i] = replace(queries[i], vectors=v, text=None)
                 else:
                     queries[i] = replace(queries[i], vector=v, text=None)
-        return search(self.collection(name), queries, self.settings.max_k)
-
-    def query(
-        self,
-        name: str,
-        stages: list[Any],
-        vector: list[float] | None = None,
-        text: str | None = None,
-        point_id: int | str | None = None,
-        flt: Filter | None = None,
-        measure_recall: bool = False,
-        with_payload: bool = True,
-    ) -> Result:
-        """Run a query pipeline (:mod:`app.pipeline`) by a vector, a text or a point id."""
         col = self.collection(name)
-        plan = parse(stages, self.settings.max_k)
-        if sum(x is not None for x in (vector, text, point_id)) > 1:
-            raise InvalidInput("give at most one of 'vector', 'text' or 'id'")
-        vec = None
-        if text is not None and not col.multivector:
-            vector = list(self.encode_queries(name, [text], None)[0])
-        if vector is not None and not col.multivector:
-            x = col.validate([vector], what="vector")
-            assert not isinstance(x, TokenBatch)
-            vec = x[0]
-        elif point_id is not None and not col.multivector:
-            vec = col.vector_of(col.require(point_id)[0])
-        ctx = Context(col, vec, flt, point_id, self.settings.max_k)
-        res = run(plan, ctx, measure_recall)
-        if with_payload:
-            found = ((pid, col.get(pid)) for pid, _ in res.hits)
-            res.payloads = {pid: f[1] for pid, f in found if f is not None}
-        return res
+        outcomes = search(col, queries, self.settings.max_k)
+        if self.pipelines.sampler.rate > 0 and not col.multivector:
+            self.pipelines.sample_searches(col, queries, outcomes)
+        return outcomes
 
     def check_batch(self, n: int) -> None:
         if n > self.settings.max_batch_points:
@@ -446,6 +420,20 @@ class SearchService:
             self.catalog.add(col.config)
             self._collections[target] = col
         return col.info()
+
+    def delete_snapshot(self, name: str, snap_id: str) -> None:
+        """Delete snapshot ``snap_id`` of ``name`` durably (the collection need not exist);
+        404 when unknown, 409 while its job is queued or running."""
+        self._require_ready()
+        if not NAME.fullmatch(name):  # never a path outside the snapshots directory
+            raise NotFound(f"snapshot {snap_id!r} of collection {name!r} not found")
+        try:
+            job = self.jobs.get(snap_id)
+            busy = job.kind == "snapshot" and job.collection == name and not job.final
+            writing = job.state if busy else None
+        except NotFound:
+            writing = None
+        snapmod.delete(self.snapshots_dir(name), snap_id, writing)
 
     def upload_path(self, name: str, fmt: str) -> Path:
         """Where an uploaded import file for ``name`` is spooled before its job reads it."""

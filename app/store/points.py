@@ -172,3 +172,14 @@ class PointStore:
         """Force every committed transaction into the main database file, fsynced."""
         with self._lock:
             self._db.execute("PRAGMA wal_checkpoint(FULL)")
+
+    def texts(self, field: str) -> list[tuple[int, str]]:
+        """``(iid, text)`` of every point whose payload has a string at top-level ``field``."""
+        path = f'$."{field}"'  # callers pass a plain identifier (no quotes)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT iid, json_extract(payload, ?) FROM points "
+                "WHERE payload IS NOT NULL AND json_type(payload, ?) = 'text' ORDER BY iid",
+                (path, path),
+            ).fetchall()
+        return [(int(i), str(t)) for i, t in rows]

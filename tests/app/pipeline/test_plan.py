@@ -153,7 +153,7 @@ def test_recall_of_approximate_index_against_brute_force(client: TestClient) -> 
     ("body", "needle"),
     [
         ({"stages": []}, "at least one stage"),
-        ({"stages": [{"nope": {"k": 3}}]}, "known: exact, ids, index, limit, rescore, rrf"),
+        ({"stages": [{"nope": {"k": 3}}]}, "known: exact, filter, ids, index, ip, lexical"),
         ({"stages": [{"exact": {"k": 0}}]}, "stages[0].exact.k"),
         ({"stages": [{"exact": {"k": 10**9}}]}, "between 1 and"),
         ({"stages": [{"exact": {"k": 5}}, {"rescore": {"k": 9}}]}, "more than the 5"),
@@ -178,7 +178,7 @@ def test_bad_pipelines_are_422(client: TestClient, body: dict[str, Any], needle:
 def test_vector_stages_need_a_vector_and_dense_rows(client: TestClient) -> None:
     load(client, n=10)
     r = client.post("/collections/c/query", json={"stages": [{"exact": {"k": 3}}]})
-    assert r.status_code == 422 and "query vector" in r.json()["message"]
+    assert r.status_code == 422 and "stages[0].exact: needs a dense query" in r.json()["message"]
     client.post("/collections", json={"name": "m", "dim": 4, "multivector": True})
     body = {"id": 1, "stages": [{"exact": {"k": 3}}]}
     r = client.post("/collections/m/query", json=body)
@@ -186,7 +186,10 @@ def test_vector_stages_need_a_vector_and_dense_rows(client: TestClient) -> None:
 
 
 def test_registry_is_explicit() -> None:
-    assert sorted(REGISTRY) == ["exact", "ids", "index", "limit", "rescore", "rrf"]
+    assert sorted(REGISTRY) == [
+        "exact", "filter", "ids", "index", "ip", "lexical", "limit", "maxsim", "rescore", "rrf",
+        "threshold", "weighted",
+    ]  # fmt: skip
 
 
 def test_text_query_uses_the_collection_encoder(client: TestClient) -> None:
@@ -197,3 +200,36 @@ def test_text_query_uses_the_collection_encoder(client: TestClient) -> None:
     search = client.post("/collections/t/search", json={"text": "apples", "k": 3}).json()
     r = query(client, {"text": "apples", "stages": [{"exact": {"k": 3}}]}, name="t")
     assert [h["id"] for h in r["hits"]] == [h["id"] for h in search["hits"]]
+
+
+@pytest.mark.parametrize(
+    ("n", "groups", "strategy"), [(600, 40, "exact scan"), (6000, 2, "filtered index")]
+)
+def test_selective_filters_fill_k_and_explain_says_how(
+    client: TestClient, n: int, groups: int, strategy: str
+) -> None:
+    loose = "HNSW(m=4,ef_construction=8,ef_search=4)"
+    client.post("/collections", json={"name": "h", "dim": D, "index": loose})
+    x = np.random.default_rng(17).standard_normal((n, D)).astype(np.float32)
+    pts = [{"id": i, "vector": x[i].tolist(), "payload": {"g": i % groups}} for i in range(n)]
+    for i in range(0, n, 1000):
+        assert (
+            client.put("/collections/h/points", json={"points": pts[i : i + 1000]}).status_code
+            == 200
+        )
+    client.post("/collections/h/flush")
+    flt = {"must": [{"key": "g", "match": 1}]}
+    allowed = np.arange(n)[np.arange(n) % groups == 1]
+    for q in queries(3):
+        body = {
+            "vector": q.tolist(),
+            "filter": flt,
+            "stages": [{"index": {"k": 10}}],
+            "explain": True,
+        }
+        r = query(client, body, name="h")
+        assert len(r["hits"]) == 10 and all(h["id"] % groups == 1 for h in r["hits"])
+        assert strategy in r["explain"][0]["note"]
+        if strategy == "exact scan":
+            _, want = brute_force(x[allowed], allowed, q[None], 10)
+            assert [h["id"] for h in r["hits"]] == want[0].tolist()
