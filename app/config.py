@@ -73,6 +73,11 @@ class Settings(BaseSettings):
         description="share of live dense queries re-run exactly in the background to measure "
         "recall@k (GET /collections/{name}/quality, metric innerspace_recall); 0 = off",
     )
+    hypencoder_dir: Path | None = Field(
+        None,
+        description="directory of Hypencoder heads for the `hypencoder` pipeline stage "
+        "(each a HyperHead.save directory); unset = `<data dir>/hypencoder`",
+    )
     recall_sample_seed: int = Field(0, description="seed of the recall sampler's coin")
     max_eval_queries: int = Field(
         10_000, ge=1, description="labelled queries per POST /collections/{name}/evaluate"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -12,6 +12,9 @@ from app.collection import Collection
 from app.errors import InvalidInput
 from app.filters import Filter
 from index.base import F32
+
+if TYPE_CHECKING:
+    from app.pipeline.hypencoder import Heads
 
 __all__ = ["DENSE", "MULTI", "Candidate", "Context", "Stage", "Trace", "check_k", "external"]
 
@@ -30,6 +33,7 @@ class Context:
     max_k: int
     text: str | None = None  # the query text, for lexical stages
     tokens: F32 | None = None  # (t, dim) float32 query token vectors (multi-vector)
+    heads: Heads | None = None  # hypencoder heads (app.pipeline.hypencoder)
 
 
 @dataclass

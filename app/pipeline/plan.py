@@ -10,6 +10,7 @@ from app.errors import InvalidInput
 from app.pipeline.base import Candidate, Context, Stage, Trace
 from app.pipeline.fusion import RrfStage, WeightedStage
 from app.pipeline.generators import ExactStage, IdsStage, IndexStage, exact_top
+from app.pipeline.hypencoder import HypencoderStage
 from app.pipeline.lexical import LexicalStage
 from app.pipeline.rescorers import (
     FilterStage,
@@ -35,6 +36,7 @@ REGISTRY: dict[str, type[Stage]] = {
         IpStage,
         RescoreStage,
         MaxSimStage,
+        HypencoderStage,
         FilterStage,
         ThresholdStage,
         LimitStage,

@@ -17,7 +17,7 @@ from index.maxsim import maxsim_scores, pack
 __all__ = ["FilterStage", "IpStage", "LimitStage", "MaxSimStage", "RescoreStage", "ThresholdStage"]
 
 
-def _stored(ctx: Context, cands: list[Candidate]) -> tuple[list[int | str], list[F32]]:
+def stored(ctx: Context, cands: list[Candidate]) -> tuple[list[int | str], list[F32]]:
     """Candidates still stored, with their vectors (token sets); deleted meanwhile: dropped."""
     kept: list[int | str] = []
     rows: list[F32] = []
@@ -30,7 +30,7 @@ def _stored(ctx: Context, cands: list[Candidate]) -> tuple[list[int | str], list
     return kept, rows
 
 
-def _top(kept: list[int | str], scores: F32, k: int) -> list[Candidate]:
+def top(kept: list[int | str], scores: F32, k: int) -> list[Candidate]:
     order = np.argsort(-scores, kind="stable")[:k]  # ties keep candidate order
     return [(kept[i], float(scores[i])) for i in order]
 
@@ -46,10 +46,10 @@ class IpStage(Stage):
         self, ctx: Context, cands: list[Candidate]
     ) -> tuple[list[Candidate], bool, list[Trace] | None]:
         assert ctx.vector is not None
-        kept, rows = _stored(ctx, cands)
+        kept, rows = stored(ctx, cands)
         if not rows:
             return [], True, None
-        return _top(kept, np.stack(rows) @ ctx.vector, self.k), True, None
+        return top(kept, np.stack(rows) @ ctx.vector, self.k), True, None
 
 
 class RescoreStage(IpStage):
@@ -69,11 +69,11 @@ class MaxSimStage(Stage):
         self, ctx: Context, cands: list[Candidate]
     ) -> tuple[list[Candidate], bool, list[Trace] | None]:
         assert ctx.tokens is not None
-        kept, sets = _stored(ctx, cands)
+        kept, sets = stored(ctx, cands)
         if not sets:
             return [], True, None
         tokens, offsets = pack(sets, ctx.col.dim)
-        return _top(kept, maxsim_scores(ctx.tokens, tokens, offsets), self.k), True, None
+        return top(kept, maxsim_scores(ctx.tokens, tokens, offsets), self.k), True, None
 
 
 class FilterStage(Stage):

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.collection import Collection
 from app.errors import InvalidInput
 from app.filters import Filter
 from app.pipeline.base import DENSE, MULTI, Context
+from app.pipeline.hypencoder import Heads
 from app.pipeline.named import NamedPipelines
 from app.pipeline.plan import Plan, Result, parse, run
 from app.pipeline.quality import RecallSampler, ndcg_at, recall_at
@@ -43,6 +45,8 @@ class Pipelines:
         self.service = service
         s = service.settings
         self.sampler = RecallSampler(s.recall_sample_rate, s.recall_sample_seed)
+        root = s.hypencoder_dir or Path(s.data_dir) / "hypencoder"
+        self.heads = Heads(Path(root).expanduser(), service.encoding)
 
     def close(self) -> None:
         self.sampler.close()
@@ -95,7 +99,9 @@ class Pipelines:
             else:
                 vec = stored
         max_k = self.service.settings.max_k
-        return Context(col, vec, flt, q.point_id, max_k, text=q.text, tokens=tokens)
+        return Context(
+            col, vec, flt, q.point_id, max_k, text=q.text, tokens=tokens, heads=self.heads
+        )
 
     def query(
         self,

@@ -153,7 +153,7 @@ def test_recall_of_approximate_index_against_brute_force(client: TestClient) -> 
     ("body", "needle"),
     [
         ({"stages": []}, "at least one stage"),
-        ({"stages": [{"nope": {"k": 3}}]}, "known: exact, filter, ids, index, ip, lexical"),
+        ({"stages": [{"nope": {"k": 3}}]}, "known: exact, filter, hypencoder, ids, index, ip"),
         ({"stages": [{"exact": {"k": 0}}]}, "stages[0].exact.k"),
         ({"stages": [{"exact": {"k": 10**9}}]}, "between 1 and"),
         ({"stages": [{"exact": {"k": 5}}, {"rescore": {"k": 9}}]}, "more than the 5"),
@@ -187,8 +187,8 @@ def test_vector_stages_need_a_vector_and_dense_rows(client: TestClient) -> None:
 
 def test_registry_is_explicit() -> None:
     assert sorted(REGISTRY) == [
-        "exact", "filter", "ids", "index", "ip", "lexical", "limit", "maxsim", "rescore", "rrf",
-        "threshold", "weighted",
+        "exact", "filter", "hypencoder", "ids", "index", "ip", "lexical", "limit", "maxsim",
+        "rescore", "rrf", "threshold", "weighted",
     ]  # fmt: skip
 
 

@@ -1,0 +1,103 @@
+"""``hypencoder``: re-score candidates with the query's q-net (:mod:`index.hypencoder`).
+
+A head is a directory written by ``HyperHead.save`` (``bench.hypencoder train`` makes one)
+placed under ``INNERSPACE_HYPENCODER_DIR`` (default ``<data dir>/hypencoder``); a stage names
+it, ``{"hypencoder": {"head": "scifact-minilm", "k": 10}}``. The query text is encoded into
+token vectors with the encoder the head was trained with (its ``config.json``), the head turns
+them into a q-net, and the q-net scores each candidate's stored float vector. Heads are loaded
+once and reloaded when their files change.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.encoding import Encoding
+from app.errors import InvalidInput, NotFound
+from app.pipeline.base import DENSE, Candidate, Context, Stage, Trace
+from app.pipeline.rescorers import stored, top
+from index.base import F32
+from index.hypencoder_head import HyperHead
+
+__all__ = ["Heads", "HypencoderStage"]
+
+HEAD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+class Heads:
+    """The heads under one directory, and the token encoders they name."""
+
+    def __init__(self, root: Path, encoding: Encoding) -> None:
+        self.root = root
+        self.encoding = encoding
+        self._lock = threading.Lock()
+        self._loaded: dict[str, tuple[float, HyperHead]] = {}
+
+    def known(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "config.json").is_file())
+
+    def head(self, name: str) -> HyperHead:
+        path = self.root / name
+        try:
+            stamp = max((path / f).stat().st_mtime for f in ("config.json", "head.npz"))
+        except OSError:
+            known = ", ".join(self.known()) or f"none; put heads under {self.root}"
+            raise NotFound(f"hypencoder head {name!r} not found (known: {known})") from None
+        with self._lock:
+            have = self._loaded.get(name)
+            if have is None or have[0] != stamp:
+                have = (stamp, HyperHead.load(path))
+                self._loaded[name] = have
+            return have[1]
+
+    def query_tokens(self, head: HyperHead, text: str) -> F32:
+        """``(t, token_dim) float32`` token vectors of ``text`` by the head's encoder."""
+        spec = head.config.encoder
+        if not spec:
+            raise InvalidInput("this hypencoder head records no token encoder (config.encoder)")
+        enc = self.encoding.encode(self.encoding.load(spec), [text], "query")
+        if not isinstance(enc.vectors, list):
+            raise InvalidInput(f"hypencoder head encoder {spec!r} gives no token vectors")
+        tokens: F32 = np.asarray(enc.vectors[0], dtype=np.float32)
+        return tokens
+
+
+class HypencoderStage(Stage):
+    """Scores each candidate with the q-net built from the query text."""
+
+    NAME = "hypencoder"
+    KINDS = (DENSE,)
+    ARGS = ("k", "head")
+    needs = frozenset({"text"})
+
+    def __init__(self, where: str, args: dict[str, Any], max_k: int) -> None:
+        super().__init__(where, args, max_k)
+        head = args.get("head")
+        if not isinstance(head, str) or not HEAD.fullmatch(head):
+            raise InvalidInput(f"{where}.head: name a head directory, got {head!r}")
+        self.head = head
+
+    def run(
+        self, ctx: Context, cands: list[Candidate]
+    ) -> tuple[list[Candidate], bool, list[Trace] | None]:
+        if ctx.heads is None:
+            raise InvalidInput(f"{self.where}: hypencoder heads are not available here")
+        head = ctx.heads.head(self.head)
+        if head.dim != ctx.col.dim:
+            raise InvalidInput(
+                f"{self.where}: head {self.head!r} scores {head.dim}-d vectors, collection "
+                f"{ctx.col.config.name!r} holds {ctx.col.dim}-d"
+            )
+        assert ctx.text is not None
+        net = head.qnet(ctx.heads.query_tokens(head, ctx.text))
+        kept, rows = stored(ctx, cands)
+        if not rows:
+            return [], True, None
+        return top(kept, net.scores(np.stack(rows)), self.k), True, None
