@@ -4,11 +4,12 @@ coroutines."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, Self
 
 import httpx
 
+from app.api.pipeline_schemas import EvaluateResponse, PipelineInfo, Quality, QueryResponse
 from app.api.schemas import (
     BatchSearchResponse,
     CollectionInfo,
@@ -28,6 +29,7 @@ from app.client.errors import (
     JobFailedError,
     error_from,
 )
+from app.client.pipelines import PipelineRoutes, Stages, query_body
 from app.client.wire import (
     _SSE,
     DEFAULT_URL,
@@ -199,6 +201,52 @@ class AsyncClient:
         self, name: str, searches: Iterable[Mapping[str, Any]]
     ) -> BatchSearchResponse:
         return await self._do(_Routes.search_batch(name, list(searches)))
+
+    # query pipelines
+    async def query(
+        self,
+        name: str,
+        pipeline: str | Stages | None = None,
+        vector: Any = None,
+        vectors: Any = None,
+        text: str | None = None,
+        id: Id | None = None,
+        filter: FilterLike | None = None,
+        explain: bool = False,
+        measure_recall: bool = False,
+        with_payload: bool = True,
+    ) -> QueryResponse:
+        """Run a pipeline: a named one, inline stages, or (``None``) the collection's default."""
+        body = query_body(
+            pipeline, vector, vectors, text, id, filter, explain, measure_recall, with_payload
+        )
+        return await self._do(PipelineRoutes.query(name, body))
+
+    async def save_pipeline(
+        self, name: str, pipeline: str, stages: Stages, default: bool = False, replace: bool = False
+    ) -> PipelineInfo:
+        return await self._do(PipelineRoutes.save(name, pipeline, stages, default, replace))
+
+    async def pipelines(self, name: str) -> list[PipelineInfo]:
+        return await self._do(PipelineRoutes.list(name))
+
+    async def delete_pipeline(self, name: str, pipeline: str) -> None:
+        await self._do(PipelineRoutes.delete(name, pipeline))
+
+    async def quality(self, name: str) -> Quality:
+        """Recall@k per pipeline from the server's background sampler."""
+        return await self._do(PipelineRoutes.quality(name))
+
+    async def evaluate(
+        self,
+        name: str,
+        queries: Sequence[Mapping[str, Any]],
+        qrels: Mapping[str, Mapping[str, float]],
+        pipelines: Sequence[str | Stages] | None = None,
+        k: int = 10,
+    ) -> EvaluateResponse:
+        """nDCG@k and recall per pipeline on labelled queries (``{"id", "vector"|"text"...}``)."""
+        return await self._do(PipelineRoutes.evaluate(name, queries, qrels, pipelines, k))
 
     async def build_index(self, name: str, spec: str) -> JobOut:
         return await self._do(_Routes.build_index(name, spec))
