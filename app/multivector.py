@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from app.collection import Collection
 
 
-
 def default_spec(dim: int) -> str:
     """The index of a multi-vector collection that names none: the paper's FDE setting
     (k_sim=5, d_proj=16, 20 repetitions) over a Flat FDE index, 100 re-ranked candidates."""

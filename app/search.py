@@ -26,6 +26,10 @@ from index.flat import FlatIndex
 from index.merge import merge_results
 from index.spec import knobs
 
+#: Scans per group of queries when concurrent writes replaced some of their hits meanwhile
+#: (each retry sees a newer state; a write storm that outruns them all leaves fewer hits).
+SCAN_ATTEMPTS = 4
+
 
 @dataclass
 class Query:
@@ -138,18 +142,29 @@ def search(col: Collection, queries: list[Query], max_k: int) -> list[Outcome]:
         groups[(fkey, pkey, q.k + q.offset + (exclude[i] is not None))].append(i)
     raw: dict[int, list[tuple[int, float]]] = {}
     exact_all = True
-    for (_, _, depth), members in groups.items():
-        first = queries[members[0]]
-        if isinstance(xq, TokenBatch):
-            sub = xq.take(np.asarray(members, dtype=np.int64))
-            res, exact = multivector.run(col, sub, depth, first.filter, first.params)
-        else:
-            res, exact = _run(col, xq[members], depth, first.filter, first.params)
-        exact_all &= exact
-        for row, i in enumerate(members):
-            raw[i] = [(iid, s) for iid, s in res.row(row) if iid != exclude[i]]
-    wanted = sorted({iid for hits in raw.values() for iid, _ in hits})
-    stored = col.points.by_iids(wanted)
+    pending = list(groups.items())
+    for _ in range(SCAN_ATTEMPTS):
+        for (_, _, depth), members in pending:
+            first = queries[members[0]]
+            if isinstance(xq, TokenBatch):
+                sub = xq.take(np.asarray(members, dtype=np.int64))
+                res, exact = multivector.run(col, sub, depth, first.filter, first.params)
+            else:
+                res, exact = _run(col, xq[members], depth, first.filter, first.params)
+            exact_all &= exact
+            for row, i in enumerate(members):
+                raw[i] = [(iid, s) for iid, s in res.row(row) if iid != exclude[i]]
+        wanted = sorted({iid for hits in raw.values() for iid, _ in hits})
+        stored = col.points.by_iids(wanted)
+        # A point replaced or deleted after the scan read its row is gone from the store and
+        # would leave its query short of k hits: scan that group again, against the newer state.
+        pending = [
+            (key, members)
+            for key, members in groups.items()
+            if any(iid not in stored for i in members for iid, _ in raw[i])
+        ]
+        if not pending:
+            break
     took = (time.perf_counter() - t0) * 1000
     out: list[Outcome] = []
     for i, q in enumerate(queries):

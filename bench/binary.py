@@ -395,8 +395,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-
-
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.binary", description=__doc__.split("\n")[0])
     p.add_argument("--synthetic", type=int, default=1_000_000, help="synthetic rows (0: none)")

@@ -39,9 +39,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(
+    data_dir: Path, port: int, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``innerspace serve`` on 127.0.0.1:``port``, once ready; ``env`` overrides settings (the
+    default never seals, so a benchmark's tail stays one exact scan)."""
     cmd = [sys.executable, "-m", "app", "serve", "--port", str(port), "--data-dir", str(data_dir)]
-    env = {"INNERSPACE_LOG_LEVEL": "warning", "INNERSPACE_SEAL_THRESHOLD": "10000000"}
+    env = {
+        "INNERSPACE_LOG_LEVEL": "warning",
+        "INNERSPACE_SEAL_THRESHOLD": "10000000",
+        **(env or {}),
+    }
     proc = subprocess.Popen(cmd, env={**__import__("os").environ, **env})
     for _ in range(600):
         try:

@@ -11,6 +11,10 @@ and the points store are copied, so all three agree on one sequence number. The 
 copied with SQLite's online backup API. Segments are immutable, so they are copied after the
 write lock is released; rows deleted after the snapshot are still alive in the copied points
 store, and rows deleted before it are absent from it, which is what opening reconciles against.
+
+Deletion (by request or by retention, :func:`prune`) renames the snapshot aside to
+``.trash-<id>`` and fsyncs the directory before removing the files, so after a crash a
+snapshot is listed whole or not at all; a leftover trash directory is swept by the next delete.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -33,6 +38,11 @@ if TYPE_CHECKING:
 
 META = "snapshot.json"
 FILES = "files"
+TRASH = ".trash-"
+
+# DELETE requests and retention after a snapshot job may pick the same snapshot at once; one
+# remover at a time (per process: one server owns a data directory) keeps that a clean 404.
+_removing = threading.RLock()
 
 
 def snapshots_root(data_dir: Path, name: str) -> Path:
@@ -139,12 +149,18 @@ def list_snapshots(root: Path) -> list[dict[str, Any]]:
             out.append(summary(json.loads((d / META).read_text())))
         except (ValueError, KeyError):
             continue  # an unreadable snapshot is not listed; restore reports it
-    return sorted(out, key=lambda m: m["created_at"])
+        except FileNotFoundError:
+            continue  # deleted while we listed
+    return sorted(out, key=lambda m: (m["created_at"], m["id"]))
+
+
+def _exists(root: Path, snap_id: str) -> bool:
+    return not snap_id.startswith(".") and "/" not in snap_id and (root / snap_id / META).is_file()
 
 
 def load(root: Path, snap_id: str) -> dict[str, Any]:
     """A snapshot's metadata (404 when absent, 409 when unreadable)."""
-    if snap_id.startswith(".") or "/" in snap_id or not (root / snap_id / META).is_file():
+    if not _exists(root, snap_id):
         raise NotFound(f"snapshot {snap_id!r} not found")
     try:
         meta: dict[str, Any] = json.loads((root / snap_id / META).read_text())
@@ -159,9 +175,16 @@ def verify(root: Path, meta: dict[str, Any]) -> None:
     files = root / str(meta["id"]) / FILES
     for rel, want in meta["files"].items():
         p = files / rel
-        if not p.is_file():
-            raise Conflict(f"snapshot {meta['id']!r} is corrupt: {rel} is missing", {"file": rel})
-        if p.stat().st_size != want["bytes"] or _sha256(p) != want["sha256"]:
+        try:
+            if not p.is_file():
+                raise FileNotFoundError(p)
+            same = p.stat().st_size == want["bytes"] and _sha256(p) == want["sha256"]
+        except FileNotFoundError:
+            _deleted(root, meta)
+            raise Conflict(
+                f"snapshot {meta['id']!r} is corrupt: {rel} is missing", {"file": rel}
+            ) from None
+        if not same:
             raise Conflict(
                 f"snapshot {meta['id']!r} is corrupt: checksum mismatch in {rel}", {"file": rel}
             )
@@ -174,7 +197,11 @@ def stage_restore(root: Path, meta: dict[str, Any], stage: Path) -> None:
     src = root / str(meta["id"]) / FILES
     for rel, want in meta["files"].items():
         dst = stage / rel
-        _copy(src / rel, dst)
+        try:
+            _copy(src / rel, dst)
+        except FileNotFoundError:
+            _deleted(root, meta)
+            raise
         _fsync_file(dst)
         if _sha256(dst) != want["sha256"]:
             raise Conflict(f"snapshot {meta['id']!r} changed while restoring: {rel}")
@@ -182,3 +209,41 @@ def stage_restore(root: Path, meta: dict[str, Any], stage: Path) -> None:
     (stage / "wal").mkdir(exist_ok=True)
     for dirpath, _dirs, _names in os.walk(stage):
         fsync_dir(Path(dirpath))
+
+
+def _deleted(root: Path, meta: dict[str, Any]) -> None:
+    """404 when a snapshot being read was deleted meanwhile (rather than calling it corrupt)."""
+    if not (root / str(meta["id"]) / META).is_file():
+        raise NotFound(f"snapshot {meta['id']!r} was deleted while being read")
+
+
+def delete(root: Path, snap_id: str, writing: str | None = None) -> None:
+    """Remove snapshot ``snap_id`` and its files durably. 404 when there is none; 409 when
+    ``writing`` (the state of the job that writes it: queued or running)."""
+    if writing is not None:
+        raise Conflict(
+            f"snapshot {snap_id!r} is being written (its job is {writing}); "
+            "wait for the job to end (a queued one can be cancelled)",
+            {"job": snap_id, "state": writing},
+        )
+    with _removing:
+        if not _exists(root, snap_id):
+            raise NotFound(f"snapshot {snap_id!r} of collection {root.name!r} not found")
+        for left in root.glob(TRASH + "*"):  # from a crash mid-delete
+            shutil.rmtree(left, ignore_errors=True)
+        trash = root / f"{TRASH}{snap_id}"
+        os.replace(root / snap_id, trash)
+        fsync_dir(root)  # from here the snapshot is gone, also after a crash
+        shutil.rmtree(trash)
+        fsync_dir(root)
+
+
+def prune(root: Path, keep: int, protect: str) -> list[str]:
+    """Delete the oldest finished snapshots beyond the newest ``keep`` (never ``protect``, the
+    one just taken); returns the ids deleted, oldest first."""
+    with _removing:
+        listed = [m["id"] for m in list_snapshots(root) if m["id"] != protect]
+        drop = listed[: max(0, len(listed) - (keep - 1))]
+        for snap_id in drop:
+            delete(root, snap_id)
+    return drop

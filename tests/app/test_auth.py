@@ -37,11 +37,17 @@ ROLE = {
     ("POST", "/collections/{name}/search"): "read",
     ("POST", "/collections/{name}/search/batch"): "read",
     ("POST", "/collections/{name}/query"): "read",
+    ("POST", "/collections/{name}/pipelines"): "write",
+    ("GET", "/collections/{name}/pipelines"): "read",
+    ("DELETE", "/collections/{name}/pipelines/{pipeline}"): "write",
+    ("GET", "/collections/{name}/quality"): "read",
+    ("POST", "/collections/{name}/evaluate"): "read",
     ("POST", "/collections/{name}/index"): "write",
     ("POST", "/collections/{name}/compact"): "write",
     ("POST", "/collections/{name}/snapshots"): "write",
     ("GET", "/collections/{name}/snapshots"): "read",
     ("POST", "/collections/{name}/snapshots/{snapshot_id}/restore"): "admin",
+    ("DELETE", "/collections/{name}/snapshots/{snapshot_id}"): "admin",
     ("POST", "/collections/{name}/import"): "admin",  # reads a file on the server
     ("POST", "/collections/{name}/import/upload"): "write",
     ("GET", "/jobs"): "read",
@@ -93,7 +99,12 @@ class Secured:
 
     def url(self, path: str) -> str:
         return path.format(
-            name="c", point_id="1", job_id=self.job, key_id="nokey", snapshot_id="nosnap"
+            name="c",
+            point_id="1",
+            job_id=self.job,
+            key_id="nokey",
+            snapshot_id="nosnap",
+            pipeline="nopipe",
         )
 
     def call(self, op: tuple[str, str], key: str | None) -> httpx.Response:

@@ -1,4 +1,4 @@
-"""Collection snapshots: take one (a background job), list them, restore one."""
+"""Collection snapshots: take one (a background job), list them, restore one, delete one."""
 
 from __future__ import annotations
 
@@ -58,3 +58,10 @@ def restore_snapshot(
     target = body.target or name
     key.check_collection(target)
     return CollectionInfo(**service.restore_snapshot(name, snapshot_id, target, body.replace))
+
+
+@router.delete("/{snapshot_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_snapshot(name: str, snapshot_id: str, service: ServiceDep, _: AdminKey) -> None:
+    """Delete a snapshot and its files, durably (also of a deleted collection); 404 when
+    unknown, 409 while its snapshot job is queued or running."""
+    service.delete_snapshot(name, snapshot_id)
