@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -11,12 +12,23 @@ import orjson
 from app.collection import Collection
 from app.errors import InvalidInput
 from app.filters import Filter
+from app.search import SCAN_ATTEMPTS
 from index.base import F32
 
 if TYPE_CHECKING:
     from app.pipeline.hypencoder import Heads
 
-__all__ = ["DENSE", "MULTI", "Candidate", "Context", "Stage", "Trace", "check_k", "external"]
+__all__ = [
+    "DENSE",
+    "MULTI",
+    "Candidate",
+    "Context",
+    "Stage",
+    "Trace",
+    "check_k",
+    "external",
+    "rescan",
+]
 
 Candidate = tuple[int | str, float]  # (point id, score)
 DENSE, MULTI = "dense", "multi-vector"
@@ -92,8 +104,10 @@ def check_k(where: str, k: Any, max_k: int) -> int:
 
 def external(
     col: Collection, hits: list[tuple[int, float]], exclude: int | str | None
-) -> list[Candidate]:
-    """Internal ids to point ids, dropping points deleted meanwhile and ``exclude``."""
+) -> tuple[list[Candidate], bool]:
+    """Internal ids to point ids, dropping ``exclude``; also whether every hit was still
+    stored (False: a point was replaced or deleted after the scan read it, so the caller
+    scans again, as :func:`app.search.search` does)."""
     stored = col.points.by_iids([iid for iid, _ in hits])
     out: list[Candidate] = []
     for iid, score in hits:
@@ -101,4 +115,16 @@ def external(
             pid = orjson.loads(stored[iid][0])
             if pid != exclude:
                 out.append((pid, score))
+    return out, len(stored) == len({iid for iid, _ in hits})
+
+
+def rescan(
+    scan: Callable[[], list[tuple[int, float]]], col: Collection, exclude: int | str | None
+) -> list[Candidate]:
+    """Run ``scan`` (internal-id hits) and map it to point ids, scanning again (up to
+    :data:`app.search.SCAN_ATTEMPTS` times) while concurrent writes made some hits vanish."""
+    for _ in range(SCAN_ATTEMPTS):
+        out, complete = external(col, scan(), exclude)
+        if complete:
+            break
     return out

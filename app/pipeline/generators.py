@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from app.errors import InvalidInput
-from app.pipeline.base import DENSE, MULTI, Candidate, Context, Stage, Trace, external
+from app.pipeline.base import DENSE, MULTI, Candidate, Context, Stage, Trace, rescan
 from app.search import Query, search
 from index.base import IdSelector, SearchResult
 from index.flat import FlatIndex
@@ -102,16 +102,19 @@ def exact_top(ctx: Context, k: int) -> list[Candidate]:
     assert ctx.vector is not None
     col = ctx.col
     depth = min(k + (ctx.exclude is not None), ctx.max_k)
-    segments, tails = col.parts()
-    selector = IdSelector(col.points.iids(ctx.filter)) if ctx.filter is not None else None
     xq = ctx.vector[None, :]
-    stores = [s.store for s in segments] + list(tails)
-    parts: list[SearchResult] = [
-        s.search(xq, depth, selector) for s in stores if isinstance(s, FlatIndex)
-    ]
-    if not parts:
-        return []
-    return external(col, merge_results(parts, depth).row(0), ctx.exclude)[:k]
+
+    def scan() -> list[tuple[int, float]]:
+        flt = ctx.filter
+        selector = IdSelector(col.points.iids(flt)) if flt is not None else None
+        segments, tails = col.parts()
+        stores = [s.store for s in segments] + list(tails)
+        parts: list[SearchResult] = [
+            s.search(xq, depth, selector) for s in stores if isinstance(s, FlatIndex)
+        ]
+        return merge_results(parts, depth).row(0) if parts else []
+
+    return rescan(scan, col, ctx.exclude)[:k]
 
 
 class IdsStage(Stage):

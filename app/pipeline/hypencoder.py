@@ -1,11 +1,14 @@
 """``hypencoder``: re-score candidates with the query's q-net (:mod:`index.hypencoder`).
 
-A head is a directory written by ``HyperHead.save`` (``bench.hypencoder train`` makes one)
+A head is a directory written by ``HyperHead.save`` (``innerspace train-hypencoder`` makes one)
 placed under ``INNERSPACE_HYPENCODER_DIR`` (default ``<data dir>/hypencoder``); a stage names
-it, ``{"hypencoder": {"head": "scifact-minilm", "k": 10}}``. The query text is encoded into
-token vectors with the encoder the head was trained with (its ``config.json``), the head turns
-them into a q-net, and the q-net scores each candidate's stored float vector. Heads are loaded
-once and reloaded when their files change.
+it, ``{"hypencoder": {"head": "my-head", "k": 10}}``. Heads that ship with the package
+(``encoders/assets/hypencoder/``: ``minilm-debian``, alias ``default``, for collections of the
+bundled ``minilm`` encoder) are found when the directory holds none of that name, so a local
+head can replace a bundled one. The query text is encoded into token vectors with the encoder
+the head was trained with (its ``config.json``), the head turns them into a q-net, and the
+q-net scores each candidate's stored float vector. Heads are loaded once and reloaded when
+their files change.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+import encoders
 from app.encoding import Encoding
 from app.errors import InvalidInput, NotFound
 from app.pipeline.base import DENSE, Candidate, Context, Stage, Trace
@@ -24,37 +28,63 @@ from app.pipeline.rescorers import stored, top
 from index.base import F32
 from index.hypencoder_head import HyperHead
 
-__all__ = ["Heads", "HypencoderStage"]
+__all__ = ["ALIASES", "BUNDLED", "Heads", "HypencoderStage"]
 
 HEAD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+#: Heads shipped with the package, one directory each.
+BUNDLED = Path(encoders.__file__).parent / "assets" / "hypencoder"
+#: Names that stand for another head when no head of their own name exists.
+ALIASES = {"default": "minilm-debian"}
+
+
+def _heads_in(root: Path) -> list[str]:
+    if not root.is_dir():
+        return []
+    return [p.name for p in root.iterdir() if (p / "config.json").is_file()]
 
 
 class Heads:
-    """The heads under one directory, and the token encoders they name."""
+    """The heads under one directory plus the bundled ones, and the token encoders they name."""
 
-    def __init__(self, root: Path, encoding: Encoding) -> None:
+    def __init__(self, root: Path, encoding: Encoding, bundled: Path = BUNDLED) -> None:
         self.root = root
+        self.bundled = bundled
         self.encoding = encoding
         self._lock = threading.Lock()
-        self._loaded: dict[str, tuple[float, HyperHead]] = {}
+        self._loaded: dict[Path, tuple[float, HyperHead]] = {}
 
-    def known(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "config.json").is_file())
+    def known(self) -> tuple[list[str], list[str]]:
+        """Head names: ``(in the heads directory, bundled)``, aliases among the bundled."""
+        local, bundled = _heads_in(self.root), set(_heads_in(self.bundled))
+        bundled |= {a for a, t in ALIASES.items() if t in bundled or t in local}
+        return sorted(local), sorted(bundled - set(local))
+
+    def path(self, name: str) -> Path | None:
+        """The directory of head ``name``: the heads directory first, then the bundled heads,
+        then the same for the name an alias stands for; None when none has it."""
+        for n in (name, ALIASES.get(name)):
+            for root in (self.root, self.bundled):
+                if n is not None and (root / n / "config.json").is_file():
+                    return root / n
+        return None
 
     def head(self, name: str) -> HyperHead:
-        path = self.root / name
+        path = self.path(name)
         try:
+            if path is None:
+                raise FileNotFoundError(name)
             stamp = max((path / f).stat().st_mtime for f in ("config.json", "head.npz"))
         except OSError:
-            known = ", ".join(self.known()) or f"none; put heads under {self.root}"
+            local, bundled = self.known()
+            known = ", ".join(local) or f"none; put heads under {self.root}"
+            if bundled:
+                known += f"; bundled: {', '.join(bundled)}"
             raise NotFound(f"hypencoder head {name!r} not found (known: {known})") from None
         with self._lock:
-            have = self._loaded.get(name)
+            have = self._loaded.get(path)
             if have is None or have[0] != stamp:
                 have = (stamp, HyperHead.load(path))
-                self._loaded[name] = have
+                self._loaded[path] = have
             return have[1]
 
     def query_tokens(self, head: HyperHead, text: str) -> F32:

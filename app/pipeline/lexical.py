@@ -20,7 +20,7 @@ import numpy as np
 
 from app.collection import Collection
 from app.errors import InvalidInput
-from app.pipeline.base import Candidate, Context, Stage, Trace, external
+from app.pipeline.base import Candidate, Context, Stage, Trace, rescan
 from index.base import F32, I64
 
 __all__ = ["Bm25", "LexicalStage", "bm25_for"]
@@ -94,15 +94,19 @@ class LexicalStage(Stage):
         self, ctx: Context, cands: list[Candidate]
     ) -> tuple[list[Candidate], bool, list[Trace] | None]:
         assert ctx.text is not None
-        index = bm25_for(ctx.col, self.field)
-        scores = index.scores(ctx.text)
-        keep = scores > 0
-        if ctx.filter is not None:
-            keep &= np.isin(index.iids, ctx.col.points.iids(ctx.filter))
-        rows = np.flatnonzero(keep)
-        depth = min(self.k + (ctx.exclude is not None), len(rows))
-        if depth < len(rows):
-            rows = rows[np.argpartition(-scores[rows], depth - 1)[:depth]]
-        rows = rows[np.lexsort((index.iids[rows], -scores[rows]))]  # score desc, then iid
-        hits = [(int(index.iids[r]), float(scores[r])) for r in rows]
-        return external(ctx.col, hits, ctx.exclude)[: self.k], True, None
+
+        def scan() -> list[tuple[int, float]]:
+            index = bm25_for(ctx.col, self.field)
+            scores = index.scores(text)
+            keep = scores > 0
+            if ctx.filter is not None:
+                keep &= np.isin(index.iids, ctx.col.points.iids(ctx.filter))
+            rows = np.flatnonzero(keep)
+            depth = min(self.k + (ctx.exclude is not None), len(rows))
+            if depth < len(rows):
+                rows = rows[np.argpartition(-scores[rows], depth - 1)[:depth]]
+            rows = rows[np.lexsort((index.iids[rows], -scores[rows]))]  # score desc, then iid
+            return [(int(index.iids[r]), float(scores[r])) for r in rows]
+
+        text = ctx.text
+        return rescan(scan, ctx.col, ctx.exclude)[: self.k], True, None
