@@ -29,8 +29,9 @@ INLINE = "<inline>"  # the label of a pipeline sent with the request
 
 @dataclass
 class QueryInput:
-    """One query: at most one of ``vector``, ``vectors`` (multi-vector), ``id``; ``text`` is
-    encoded when a stage needs a vector and is kept for lexical stages."""
+    """One query: at most one of ``vector``, ``vectors`` (multi-vector), ``id``, plus ``text``
+    for the stages that read text; ``text`` alone is encoded when a stage needs a vector. So one
+    body fits every pipeline of a collection."""
 
     vector: list[float] | None = None
     vectors: list[list[float]] | None = None
@@ -75,8 +76,8 @@ class Pipelines:
     def context(self, col: Collection, plan: Plan, q: QueryInput, flt: Filter | None) -> Context:
         """The stages' view of one query; text is encoded only when a stage scores vectors."""
         given = [x is not None for x in (q.vector, q.vectors, q.point_id)]
-        if sum(given) > 1 or (q.text is not None and any(given) and "text" not in plan.needs):
-            raise InvalidInput("give at most one of 'vector', 'vectors', 'text' or 'id'")
+        if sum(given) > 1:  # text may come along: text stages read it, the others ignore it
+            raise InvalidInput("give at most one of 'vector', 'vectors' or 'id' (plus 'text')")
         if q.vectors is not None and not col.multivector:
             raise InvalidInput("vectors: this collection is dense; send 'vector'")
         if q.vector is not None and col.multivector:

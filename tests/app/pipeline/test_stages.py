@@ -213,3 +213,18 @@ def test_maxsim_equals_brute_force_chamfer(client: TestClient) -> None:
         "/collections/m/query", json={"vectors": qt.tolist(), "stages": [{"exact": {"k": 3}}]}
     )
     assert r2.status_code == 422 and "'exact' works on dense collections" in r2.text
+
+
+def test_text_rides_along_and_two_query_vectors_do_not(client: TestClient) -> None:
+    x = load_texts(client)
+    q = x[2] + 0.01
+    dense = query(client, {"vector": q.tolist(), "stages": [{"exact": {"k": 3}}]})
+    both = query(client, {"vector": q.tolist(), "text": "apples", "stages": [{"exact": {"k": 3}}]})
+    assert both["hits"] == dense["hits"]  # no text stage: the text is ignored
+    r = client.post(
+        "/collections/t/query",
+        json={"vector": q.tolist(), "id": 1, "stages": [{"exact": {"k": 3}}]},
+    )
+    assert (
+        r.status_code == 422 and "at most one of 'vector', 'vectors' or 'id'" in r.json()["message"]
+    )
