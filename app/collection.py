@@ -255,16 +255,20 @@ class Collection:
     def _seal_locked(self) -> dict[str, int]:
         with self._lock:
             tail = self._tail
+            # Tails a failed seal left frozen: the new boundary covers their WAL records, so
+            # they must go into this segment (seals are serialised: nothing else is frozen).
+            leftover = list(self._frozen)
             merge = len(self._segments) >= self.settings.max_segments
-            if len(tail) == 0 and not merge:
+            if len(tail) == 0 and not merge and not leftover:
                 return {"sealed": 0, "segments": len(self._segments)}
             boundary = self.wal.roll()
             self._frozen.append(tail)
             self._tail = self._new_tail()
             sources: list[Rows] = [s.store for s in self._segments] if merge else []
-            sources.append(tail)
+            sources += [*leftover, tail]
             snaps = [src.alive_mask() for src in sources]
             seg_id = int(self._manifest["next_segment"])
+            self._manifest["next_segment"] = seg_id + 1  # a failed try's directory may linger
         ids = np.concatenate([s.ids[m] for s, m in zip(sources, snaps, strict=True)])
         x = gather_parts(sources, snaps, self.dim, self.multivector)
         seg = write_segment(self.path / "segments", seg_id, self.config.index, ids, x)
@@ -281,7 +285,8 @@ class Collection:
                 next_segment=seg_id + 1,
             )
             self._segments = [*kept, seg]
-            self._frozen.remove(tail)
+            for t in (*leftover, tail):
+                self._frozen.remove(t)
         self.wal.drop_through(boundary)
         for s in dropped:
             remove_tree(self.path / "segments" / f"{s.id:08d}")

@@ -147,3 +147,34 @@ def test_cosine_normalises(tmp_path: Path, rng: np.random.Generator) -> None:
     assert [h.id for h in out.hits] == list(np.argsort(-cos)[:5])
     np.testing.assert_allclose([h.score for h in out.hits], np.sort(cos)[::-1][:5], rtol=1e-5)
     col.close()
+
+
+def test_a_failed_seal_is_retried_and_loses_nothing(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seal that fails (disk full, EIO) leaves its tail frozen; the next seal must take those
+    rows too, because its WAL truncation covers their records."""
+    import app.collection as colmod
+
+    settings = Settings(data_dir=tmp_path, seal_threshold=10_000)
+    col = open_collection(tmp_path / "c", settings)
+    x = rng.standard_normal((30, D)).astype(np.float32)
+    col.upsert(list(range(20)), x[:20].tolist(), [None] * 20)
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(colmod, "write_segment", broken)
+    with pytest.raises(OSError):
+        col.seal()
+    monkeypatch.undo()
+    col.upsert(list(range(20, 30)), x[20:].tolist(), [None] * 10)
+    col.seal()
+    assert col.info()["unindexed_count"] == 0
+    col.close()
+    col = open_collection(tmp_path / "c", settings)
+    for i in range(30):
+        got = col.vector_of(col.require(i)[0])
+        assert got is not None, f"point {i} lost its vector"
+        np.testing.assert_array_equal(got, x[i])
+    col.close()
