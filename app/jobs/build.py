@@ -95,6 +95,7 @@ def _spawn(
             "spec": spec,
             "dim": dim,
             "multivector": multivector,
+            "parent": os.getpid(),
         }
     )
     # faiss grows each inverted list by reallocation; with glibc's default (sliding) mmap

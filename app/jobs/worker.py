@@ -11,6 +11,8 @@ import json
 import os
 import resource
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,8 +154,37 @@ def build_tokens(
     return finish_segment(root, seg_id, stage, spec, index, n, dim, int(offsets[-1]))
 
 
+def die_with_parent(parent: int | None) -> None:
+    """Exit when the server that started us dies (``kill -9`` included): an orphaned worker
+    would otherwise finish and rename its segment into a directory the restarted server has
+    already cleaned and may reuse. Linux: the kernel sends SIGKILL (``PR_SET_PDEATHSIG``);
+    elsewhere, and for a parent that died before that took effect, ``getppid`` is checked."""
+    if parent is None:
+        return
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the poll below
+            pass
+    if os.getppid() != parent:
+        os._exit(3)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
 def main(argv: list[str]) -> int:
     args = json.loads(argv[1])
+    die_with_parent(args.get("parent"))
     run = build_tokens if args.get("multivector") else build
     meta = run(
         args["sources"], args["keep"], Path(args["root"]), args["seg_id"], args["spec"], args["dim"]
