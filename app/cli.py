@@ -1,4 +1,5 @@
-"""``innerspace`` command line: ``serve``, ``keys``, ``search``, ``index``, ``import``, ``jobs``.
+"""``innerspace`` command line: ``serve``, ``keys``, ``search``, ``index``, ``import``, ``jobs``,
+``train-hypencoder``, ``bench``.
 
 Client commands talk to a running server (``--url``, default ``$INNERSPACE_URL`` or
 http://127.0.0.1:8000) with ``--api-key`` (default ``$INNERSPACE_API_KEY``). ``keys`` works on
@@ -21,6 +22,7 @@ from rich.table import Table
 
 import app as app_pkg
 from app.cli_jobs import add_commands, watch
+from app.cli_train import add_train
 
 err = Console(stderr=True)
 
@@ -290,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     _add_index(sub)
     add_commands(sub)
+    add_train(sub)
     _add_bench(sub)
     return parser
 

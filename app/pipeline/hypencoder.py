@@ -3,12 +3,14 @@
 A head is a directory written by ``HyperHead.save`` (``innerspace train-hypencoder`` makes one)
 placed under ``INNERSPACE_HYPENCODER_DIR`` (default ``<data dir>/hypencoder``); a stage names
 it, ``{"hypencoder": {"head": "my-head", "k": 10}}``. Heads that ship with the package
-(``encoders/assets/hypencoder/``: ``minilm-debian``, alias ``default``, for collections of the
-bundled ``minilm`` encoder) are found when the directory holds none of that name, so a local
-head can replace a bundled one. The query text is encoded into token vectors with the encoder
-the head was trained with (its ``config.json``), the head turns them into a q-net, and the
-q-net scores each candidate's stored float vector. Heads are loaded once and reloaded when
-their files change.
+(``encoders/assets/hypencoder/``: ``minilm-debian``, for collections of the bundled ``minilm``
+encoder) are found when the directory holds none of that name, so a local head can replace a
+bundled one. ``minilm-debian`` was trained on Debian package synopses -> descriptions: it helps
+there and hurts far-off text (SciFact claims), so it is a name to choose, not a default.
+
+The query text is encoded into token vectors with the encoder the head was trained with (its
+``config.json``), the head turns them into a q-net, and the q-net scores each candidate's
+stored float vector. Heads are loaded once and reloaded when their files change.
 """
 
 from __future__ import annotations
@@ -26,15 +28,14 @@ from app.errors import InvalidInput, NotFound
 from app.pipeline.base import DENSE, Candidate, Context, Stage, Trace
 from app.pipeline.rescorers import stored, top
 from index.base import F32
+from index.flat import _blas
 from index.hypencoder_head import HyperHead
 
-__all__ = ["ALIASES", "BUNDLED", "Heads", "HypencoderStage"]
+__all__ = ["BUNDLED", "Heads", "HypencoderStage"]
 
 HEAD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 #: Heads shipped with the package, one directory each.
 BUNDLED = Path(encoders.__file__).parent / "assets" / "hypencoder"
-#: Names that stand for another head when no head of their own name exists.
-ALIASES = {"default": "minilm-debian"}
 
 
 def _heads_in(root: Path) -> list[str]:
@@ -54,18 +55,16 @@ class Heads:
         self._loaded: dict[Path, tuple[float, HyperHead]] = {}
 
     def known(self) -> tuple[list[str], list[str]]:
-        """Head names: ``(in the heads directory, bundled)``, aliases among the bundled."""
-        local, bundled = _heads_in(self.root), set(_heads_in(self.bundled))
-        bundled |= {a for a, t in ALIASES.items() if t in bundled or t in local}
-        return sorted(local), sorted(bundled - set(local))
+        """Head names: ``(in the heads directory, bundled and not replaced by one there)``."""
+        local = _heads_in(self.root)
+        return sorted(local), sorted(set(_heads_in(self.bundled)) - set(local))
 
     def path(self, name: str) -> Path | None:
-        """The directory of head ``name``: the heads directory first, then the bundled heads,
-        then the same for the name an alias stands for; None when none has it."""
-        for n in (name, ALIASES.get(name)):
-            for root in (self.root, self.bundled):
-                if n is not None and (root / n / "config.json").is_file():
-                    return root / n
+        """The directory of head ``name``: the heads directory first, then the bundled heads;
+        None when neither has it."""
+        for root in (self.root, self.bundled):
+            if (root / name / "config.json").is_file():
+                return root / name
         return None
 
     def head(self, name: str) -> HyperHead:
@@ -126,8 +125,12 @@ class HypencoderStage(Stage):
                 f"{ctx.col.config.name!r} holds {ctx.col.dim}-d"
             )
         assert ctx.text is not None
-        net = head.qnet(ctx.heads.query_tokens(head, ctx.text))
+        tokens = ctx.heads.query_tokens(head, ctx.text)
         kept, rows = stored(ctx, cands)
         if not rows:
             return [], True, None
-        return top(kept, net.scores(np.stack(rows)), self.k), True, None
+        # One query's small matmuls: a second BLAS thread on a busy box only adds waiting
+        # (measured 3-7x slower q-net builds; index.hypencoder's reranker does the same).
+        with _blas.single_threaded():
+            scores = head.qnet(tokens).scores(np.stack(rows))
+        return top(kept, scores, self.k), True, None
