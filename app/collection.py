@@ -99,12 +99,37 @@ class Collection:
         parts: list[Segment | Rows] = [*self._segments, self._tail]
         for part in parts:
             part.remove(np.setdiff1d(part.ids, live, assume_unique=True))
+        self._drop_orphans(live, parts)
+        live = self.points.iids()
         log.info(
             "collection %s: %d segments, %d WAL records replayed, %d points",
             self.config.name,
             len(self._segments),
             replayed,
             len(live),
+        )
+
+    def _drop_orphans(self, live: I64, parts: Sequence[Segment | Rows]) -> None:
+        """Forget points whose vector is in no segment and no replayed WAL record.
+
+        Only a damaged WAL leaves such points. The points store applies a record once it is
+        durable, so a torn tail never does; but when a corrupt record ends the replay early,
+        the store has already applied that record and the ones after it. Kept, such points
+        would be counted, scrolled and fetched, yet never found by a search. Their previous
+        versions went with the store's rows, so they go entirely (idempotent: a crash before
+        the store syncs this finds and drops them again).
+        """
+        held = np.concatenate([np.asarray(p.ids, dtype=np.int64) for p in parts])
+        orphans = np.setdiff1d(live, held)
+        if not len(orphans):
+            return
+        keys = [key for key, _ in self.points.by_iids(orphans.tolist()).values()]
+        self.points.delete(self.points.applied_seq, keys)
+        log.error(
+            "collection %s: %d points lost their vectors with a damaged WAL record; dropped: %s",
+            self.config.name,
+            len(keys),
+            ", ".join(keys[:10]) + (", ..." if len(keys) > 10 else ""),
         )
 
     def close(self) -> None:

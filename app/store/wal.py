@@ -120,24 +120,34 @@ def decode(seq: int, body: bytes) -> Record:
     if kind == TOKENS_UPSERT:
         (rows,) = _U64.unpack_from(body, pos)
         pos += 8
-    ids = np.frombuffer(body, dtype="<i8", count=n, offset=pos).astype(np.int64)
+    ids = _array(body, pos, "<i8", n).astype(np.int64)
     pos += 8 * n
     offsets = None
     if kind == TOKENS_UPSERT:
-        offsets = np.frombuffer(body, dtype="<i8", count=n + 1, offset=pos).astype(np.int64)
+        offsets = _array(body, pos, "<i8", n + 1).astype(np.int64)
         pos += 8 * (n + 1)
         if offsets[0] != 0 or offsets[-1] != rows or bool((np.diff(offsets) < 1).any()):
             raise ValueError("token offsets are inconsistent")
     vectors = None
     if kind != DELETE:
-        vectors = np.frombuffer(body, dtype="<f4", count=rows * dim, offset=pos)
-        vectors = vectors.astype(np.float32).reshape(rows, dim)
+        vectors = _array(body, pos, "<f4", rows * dim).astype(np.float32).reshape(rows, dim)
         pos += 4 * rows * dim
     (mlen,) = _U32.unpack_from(body, pos)
     pos += 4
     if pos + mlen != len(body):
         raise ValueError("record length mismatch")
-    return Record(seq, kind, ids, vectors, orjson.loads(body[pos:]), offsets)
+    meta = orjson.loads(body[pos:])
+    if not isinstance(meta, dict):
+        raise ValueError("record meta is not a JSON object")
+    return Record(seq, kind, ids, vectors, meta, offsets)
+
+
+def _array(body: bytes, pos: int, dtype: str, count: int) -> np.ndarray:
+    """``count`` items of ``dtype`` at ``pos``. Checked first in Python integers: numpy raises
+    ``OverflowError``, which replay does not expect, for a count beyond its size type."""
+    if pos + count * np.dtype(dtype).itemsize > len(body):
+        raise ValueError("record is shorter than its counts")
+    return np.frombuffer(body, dtype=dtype, count=count, offset=pos)
 
 
 def _scan(data: bytes, first_seq: int) -> Iterator[tuple[int, int, bytes]]:

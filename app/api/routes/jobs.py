@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from app.api.deps import AdminKey, ReadKey, ServiceDep, WriteKey
 from app.api.schemas import BuildRequest, ImportRequest, JobList, JobOut
 from app.errors import PayloadTooLarge
+from app.jobs.model import State
 
 router = APIRouter(tags=["jobs"])
 
@@ -72,7 +73,7 @@ async def import_upload(
 
 @router.get("/jobs", response_model=JobList)
 def list_jobs(
-    service: ServiceDep, key: ReadKey, collection: str | None = None, state: str | None = None
+    service: ServiceDep, key: ReadKey, collection: str | None = None, state: State | None = None
 ) -> JobList:
     """Jobs, newest first (a key scoped to one collection sees only that collection's)."""
     if collection is not None:

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import wait_ready
 
-from app.api.app import create_app
+from app.api.app import create_app, unicode_problem
 from app.config import Settings
+
+# See tests/app/store/test_wal.py: keeps a hypothesis failure from becoming an INTERNALERROR.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import hypothesis.extra._patching  # noqa: F401
+    except ImportError:
+        pass
 
 
 def shape(r: Any, status: int, code: str, *fragments: str) -> None:
@@ -165,8 +177,97 @@ def test_limits(tmp_path: Path) -> None:
     ],
 )
 def test_unfaithful_payloads_422(col: TestClient, payload: dict[str, Any], fragment: str) -> None:
-    import json
-
     raw = json.dumps({"points": [{"id": 1, "vector": [1, 2, 3], "payload": payload}]})
     r = col.put("/collections/c/points", content=raw, headers={"content-type": "application/json"})
     shape(r, 422, "invalid_input", fragment)
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "raw"),
+    [
+        (
+            "PUT",
+            "/collections/c/points",
+            r'{"points": [{"id": 1, "vector": [1, 2, 3], "payload": {"a": "\ud800"}}]}',
+        ),
+        (
+            "PUT",
+            "/collections/c/points",
+            r'{"points": [{"id": 1, "vector": [1, 2, 3], "payload": {"\udfff": 1}}]}',
+        ),
+        ("PUT", "/collections/c/points", r'{"points": [{"id": "x\ud800", "vector": [1, 2, 3]}]}'),
+        (
+            "POST",
+            "/collections/c/search",
+            r'{"vector": [1, 2, 3], "filter": {"must": [{"key": "a", "match": "\ud800"}]}}',
+        ),
+        (
+            "POST",
+            "/collections/c/search",
+            r'{"vector": [1, 2, 3], "filter": {"must": [{"has_id": ["\udc00"]}]}}',
+        ),
+        ("POST", "/encode", r'{"texts": ["ok \ud83d\ude00", "\ud83d"]}'),
+        ("POST", "/collections", r'{"name": "d", "dim": 3, "encoder": "onnx:/tmp/\ud800"}'),
+    ],
+)
+def test_lone_surrogates_400(col: TestClient, method: str, url: str, raw: str) -> None:
+    """JSON may escape half a surrogate pair; Python decodes it to a str with no UTF-8 form,
+    which orjson, SQLite, the tokenizer and the file system refused deep in the route (500)."""
+    r = col.request(method, url, content=raw, headers={"content-type": "application/json"})
+    shape(r, 400, "bad_request", "unpaired UTF-16 surrogate escape \\u")
+    assert col.get("/collections/c").json()["count"] == 0
+
+
+def test_surrogate_bytes_and_utf16_bodies_400(col: TestClient) -> None:
+    """``json.loads`` also takes UTF-8-encoded surrogates ("surrogatepass") and UTF-16."""
+    h = {"content-type": "application/json"}
+    raw = b'{"points": [{"id": 1, "vector": [1, 2, 3], "payload": {"a": "\xed\xa0\x80"}}]}'
+    shape(col.put("/collections/c/points", content=raw, headers=h), 400, "bad_request", "UTF-8")
+    utf16 = '{"points": [{"id": 1, "vector": [1, 2, 3]}]}'.encode("utf-16")
+    shape(col.put("/collections/c/points", content=utf16, headers=h), 400, "bad_request", "UTF-8")
+    # surrogate pairs, escaped or not, and escaped backslashes are fine
+    ok = (
+        r'{"points": [{"id": "\ud83d\ude00", "vector": [1, 2, 3], "payload": {"a": "\\ud800 😀"}}]}'
+    )
+    assert col.put("/collections/c/points", content=ok.encode(), headers=h).status_code == 200
+    assert col.get("/collections/c/points/😀").json()["payload"] == {"a": "\\ud800 😀"}
+
+
+def test_unknown_job_state_422(client: TestClient) -> None:
+    shape(client.get("/jobs", params={"state": "done"}), 422, "invalid_input", "'succeeded'")
+    assert client.get("/jobs", params={"state": "succeeded"}).json() == {"jobs": []}
+
+
+def test_openapi_documents_the_error_shape(tmp_path: Path) -> None:
+    """Every operation that can refuse a request documents ``4XX`` as ErrorBody, not FastAPI's
+    default 422 body (which this app never sends)."""
+    spec = create_app(Settings(data_dir=tmp_path)).openapi()
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            if path not in ("/healthz", "/readyz"):
+                ref = op["responses"]["4XX"]["content"]["application/json"]["schema"]["$ref"]
+                assert ref.endswith("/ErrorBody"), (method, path)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(
+    text=st.text(st.characters(exclude_categories=()), max_size=12)
+    | st.lists(st.sampled_from(["\ud800", "\udc00", "\\", "u", "d", "8", "0", "a", "😀"])).map(
+        "".join
+    ),
+    ascii_only=st.booleans(),
+)
+def test_unicode_problem_iff_no_utf8_form(text: str, ascii_only: bool) -> None:
+    """The body scan flags exactly the JSON texts that decode to strings with no UTF-8 form,
+    however they are written: escaped (``\\ud800``, next to escaped backslashes) or raw."""
+    raw = json.dumps({"k": text, text: [text]}, ensure_ascii=ascii_only).encode(
+        "utf-8", "surrogatepass"
+    )
+    decoded = json.loads(raw)["k"]  # a pair escaped as two \\u escapes is one character
+    try:
+        decoded.encode("utf-8")
+        valid = True
+    except UnicodeEncodeError:
+        valid = False
+    assert (unicode_problem(raw) is None) == valid, raw
