@@ -31,6 +31,8 @@ from index.base import F32
 log = logging.getLogger(__name__)
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+#: Snapshot ids are their jobs' ids (16 hex digits); anything else is no snapshot.
+SNAP_ID = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass
@@ -371,7 +373,13 @@ class SearchService:
         self.collection(name)
         return self.jobs.submit("snapshot", name, {})
 
-    def snapshots_dir(self, name: str) -> Path:
+    def snapshots_dir(self, name: str, snap_id: str | None = None) -> Path:
+        """The snapshots directory of ``name``; 404 for a name (or a ``snap_id``) that cannot
+        be one, before any path is built from it (``..``, too long for the file system)."""
+        if not NAME.fullmatch(name):
+            raise NotFound(f"no snapshots for collection {name!r}: not a collection name")
+        if snap_id is not None and not SNAP_ID.fullmatch(snap_id):
+            raise NotFound(f"snapshot {snap_id!r} of collection {name!r} not found")
         return snapmod.snapshots_root(Path(self.settings.data_dir), name)
 
     def list_snapshots(self, name: str) -> list[dict[str, Any]]:
@@ -388,7 +396,7 @@ class SearchService:
         target = target or name
         if not NAME.fullmatch(target):
             raise InvalidInput(f"bad collection name {target!r}")
-        root = self.snapshots_dir(name)
+        root = self.snapshots_dir(name, snap_id)
         meta = snapmod.load(root, snap_id)
         if target in self._collections and not replace_existing:
             raise AlreadyExists(
@@ -425,15 +433,14 @@ class SearchService:
         """Delete snapshot ``snap_id`` of ``name`` durably (the collection need not exist);
         404 when unknown, 409 while its job is queued or running."""
         self._require_ready()
-        if not NAME.fullmatch(name):  # never a path outside the snapshots directory
-            raise NotFound(f"snapshot {snap_id!r} of collection {name!r} not found")
+        root = self.snapshots_dir(name, snap_id)  # never a path outside the snapshots directory
         try:
             job = self.jobs.get(snap_id)
             busy = job.kind == "snapshot" and job.collection == name and not job.final
             writing = job.state if busy else None
         except NotFound:
             writing = None
-        snapmod.delete(self.snapshots_dir(name), snap_id, writing)
+        snapmod.delete(root, snap_id, writing)
 
     def upload_path(self, name: str, fmt: str) -> Path:
         """Where an uploaded import file for ``name`` is spooled before its job reads it."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.collection import Collection
-from app.errors import InvalidInput
+from app.errors import InvalidInput, NotFound
 from app.filters import Filter
 from app.pipeline.base import DENSE, MULTI, Context
 from app.pipeline.hypencoder import Heads
@@ -95,6 +95,8 @@ class Pipelines:
                 vec = x[0]
         elif q.point_id is not None:
             stored = col.vector_of(col.require(q.point_id)[0])
+            if stored is None:  # deleted between the two reads
+                raise NotFound(f"point {q.point_id!r} not found in collection {col.config.name!r}")
             if col.multivector:
                 tokens = stored
             else:

@@ -90,6 +90,20 @@ def test_delete_unknown_is_404(client: TestClient, snap_id: str) -> None:
     assert client.delete("/collections/other/snapshots/nope").status_code == 404
 
 
+def test_names_that_cannot_be_paths_are_404_not_500(client: TestClient) -> None:
+    """Over-long or dotted names never reach the file system (was 500 File name too long)."""
+    client.post("/collections", json={"name": "c", "dim": D})
+    snapshot(client)
+    long_name, long_id = "x" * 300, "y" * 300
+    assert client.get(f"/collections/{long_name}/snapshots").status_code == 404
+    assert client.get("/collections/%2E%2E/snapshots").status_code == 404
+    r = client.post(f"/collections/c/snapshots/{long_id}/restore", json={})
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    assert client.delete(f"/collections/c/snapshots/{long_id}").status_code == 404
+    assert client.delete(f"/collections/{long_name}/snapshots/{long_id}").status_code == 404
+    assert len(listed(client)) == 1
+
+
 def test_delete_is_durable(
     client: TestClient, snap_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
