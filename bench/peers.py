@@ -5,23 +5,26 @@ seeded Gaussian vectors (100,000 x 384, seed 42). Ground truth is exact (faiss `
 every approximate figure carries its recall@10.
 
 In-process (``bench.peers_systems``: our index layer, faiss, hnswlib, chroma embedded, qdrant
-local, lancedb), the systems run in groups (``GROUPS``: each peer family with our counterpart),
-each group in its own process so one system's thread pools cannot slow another's; within a group
-every workload runs the systems interleaved, order rotated each round:
+local, lancedb, milvus-lite, txtai), the systems run in groups (``GROUPS``: each peer family with
+our counterpart), each group in its own process so one system's thread pools cannot slow
+another's; within a group every workload runs the systems interleaved, order rotated each round:
 
 - **ingest**: batches of ``--batch`` vectors, each batch handed to every system in turn (for
   the embedded databases this is client to durable; the libraries only hold it in memory);
-- **build**: whatever is built after the last add (lancedb's IVF_PQ), timed per system;
+- **build**: whatever is built or written after the last add (lancedb's IVF_PQ, milvus-lite's
+  flush, txtai's index + save), timed per system;
 - **latency**: single queries, p50 / p99 over ``--queries``; **QPS** at batch ``--qbatch``;
 - **recall / speed curve**: the search-time knob (HNSW ef, IVF nprobes) swept;
 - **memory**: each system ingests the first ``MEMORY_N`` vectors again, alone in a child
   process; RSS growth per vector after its first batch, and the bytes it leaves on disk.
 
-Over HTTP (``bench.peers_http``) our server and chroma's (``chroma run``) take the same data and
-the same client load (1 / 8 / 32 concurrent clients). Writes ``bench/results/peers.json``,
+Over the network (``bench.peers_http``) our server, chroma's (``chroma run``) and milvus-lite's
+(``milvus-lite server``, gRPC) take the same data and the same client load (1 / 8 / 32 concurrent
+clients). Writes ``bench/results/peers.json``,
 ``bench/results/peers.png`` and the ``peers`` section of ``BENCHMARKS.md``.
 
     python -m bench.peers [--datasets debian,synth] [--systems ...] [--no-http] [--tiny]
+    python -m bench.peers --systems ours-flat,ours-hnsw,milvus-flat --merge  # redo some groups
     python -m bench.peers --render     # redraw the report from bench/results/peers.json
 
 Peers install with ``pip install '.[bench]'``; a missing one is skipped and named in the report.
@@ -36,182 +39,28 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.peers_systems import (
-    EF_DEFAULT,
-    F32,
-    GROUPS,
-    I64,
-    REGISTRY,
-    System,
-    available,
-    make,
+from bench.peers_systems import GROUPS, REGISTRY, available, make
+from bench.peers_workloads import (
+    K,
+    batch_qps,
+    dataset,
+    ground_truth,
+    ingest,
+    latency,
+    pct,
+    recall,
+    rss_bytes,
+    sweep,
 )
 from bench.report import ROOT, git_commit, update_section, write_json
 
 RESULTS = Path(__file__).parent / "results"
 SECTION = "peers"
-K = 10
-
-
-# -- data ---------------------------------------------------------------------------------------
-
-
-def dataset(name: str, n: int, dim: int, nq: int, seed: int = 42) -> tuple[F32, F32]:
-    """``(vectors (n, dim), queries (nq, dim))`` float32 of ``debian`` (real; ``n``/``dim`` are
-    caps) or ``synth`` (seeded Gaussian)."""
-    rng = np.random.default_rng(seed)
-    if name == "synth":
-        x = rng.standard_normal((n, dim), dtype=np.float32)
-        return x, rng.standard_normal((nq, dim), dtype=np.float32)
-    if name == "debian":
-        from bench.datasets import load_debian
-
-        loaded = load_debian()
-        if loaded is None:
-            raise FileNotFoundError("no cached Debian embeddings: run python -m bench.datasets")
-        docs, queries = loaded
-        docs = np.ascontiguousarray(docs[:n, :dim])
-        pick = rng.choice(len(queries), size=nq, replace=False)
-        return docs, np.ascontiguousarray(queries[pick, :dim])
-    raise ValueError(f"unknown dataset {name!r}; known: debian, synth")
-
-
-def ground_truth(x: F32, q: F32, k: int) -> I64:
-    """Exact top-``k`` ids ``(nq, k)`` by inner product."""
-    import faiss
-
-    index = faiss.IndexFlatIP(x.shape[1])
-    index.add(x)
-    return np.asarray(index.search(q, k)[1], dtype=np.int64)
-
-
-def recall(found: I64, truth: I64) -> float:
-    """Mean fraction of the true top-k found, per query.
-
-    >>> recall(np.array([[1, 2, -1]]), np.array([[2, 3, 1]]))
-    0.6666666666666666
-    """
-    hits = [len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True)]
-    return float(np.mean(hits) / truth.shape[1])
-
-
-def rss_bytes() -> int:
-    """This process's resident set size (Linux ``/proc``)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
-
-
-# -- in-process workloads -----------------------------------------------------------------------
-
-
-def rotated(names: list[str], r: int) -> list[str]:
-    """``names`` rotated by ``r``: A B C, B C A, ... so no system always runs first."""
-    r %= len(names)
-    return names[r:] + names[:r]
-
-
-def ingest(systems: dict[str, System], x: F32, batch: int) -> dict[str, dict[str, float]]:
-    """Hand every batch to every system (rotated order); then build. Seconds per system."""
-    names = list(systems)
-    spent = dict.fromkeys(names, 0.0)
-    for b, start in enumerate(range(0, len(x), batch)):
-        part = x[start : start + batch]
-        ids = np.arange(start, start + len(part), dtype=np.int64)
-        for name in rotated(names, b):
-            t = time.perf_counter()
-            systems[name].add(ids, part)
-            spent[name] += time.perf_counter() - t
-    built = {}
-    for name in names:
-        t = time.perf_counter()
-        systems[name].build()
-        built[name] = time.perf_counter() - t
-    return {
-        name: {
-            "ingest_s": spent[name],
-            "ingest_per_s": len(x) / spent[name],
-            "build_s": built[name],
-            "searchable_s": spent[name] + built[name],
-        }
-        for name in names
-    }
-
-
-def latency(systems: dict[str, System], q: F32, k: int, warmup: int = 5) -> dict[str, list[float]]:
-    """Milliseconds per single query, the systems interleaved query by query."""
-    names = list(systems)
-    out: dict[str, list[float]] = {n: [] for n in names}
-    for i in range(-warmup, len(q)):
-        v = q[i % len(q)][None]
-        for name in rotated(names, i):
-            t = time.perf_counter()
-            systems[name].search(v, k)
-            if i >= 0:
-                out[name].append((time.perf_counter() - t) * 1000)
-    return out
-
-
-def batch_qps(
-    systems: dict[str, System], q: F32, k: int, qbatch: int, repeats: int
-) -> tuple[dict[str, float], dict[str, I64]]:
-    """Median queries / second over ``repeats`` passes of ``q`` in batches of ``qbatch``
-    (systems interleaved pass by pass), and the ids each system returned."""
-    names = list(systems)
-    rates: dict[str, list[float]] = {n: [] for n in names}
-    found: dict[str, I64] = {}
-    for r in range(repeats + 1):  # pass 0 is a warm-up
-        for name in rotated(names, r):
-            t = time.perf_counter()
-            parts = [systems[name].search(q[j : j + qbatch], k) for j in range(0, len(q), qbatch)]
-            dt_ = time.perf_counter() - t
-            if r:
-                rates[name].append(len(q) / dt_)
-            found[name] = np.concatenate(parts)
-    return {n: float(np.median(v)) for n, v in rates.items()}, found
-
-
-def sweep(
-    systems: dict[str, System], q: F32, truth: I64, k: int, max_steps: int = 0
-) -> dict[str, list[dict[str, float]]]:
-    """Recall@k and single-query latency at each knob value of every approximate system; the
-    systems interleaved at each step (step i uses each system's i-th knob value); at most
-    ``max_steps`` steps when it is set."""
-    approx = {n: s for n, s in systems.items() if s.knobs}
-    curves: dict[str, list[dict[str, float]]] = {n: [] for n in approx}
-    steps = max((len(s.knobs) for s in approx.values()), default=0)
-    steps = min(steps, max_steps) if max_steps else steps
-    for i in range(steps):
-        step = {n: s for n, s in approx.items() if i < len(s.knobs)}
-        for s in step.values():
-            s.knob(s.knobs[i])
-        lat = latency(step, q, k, warmup=2)
-        for n, s in step.items():
-            found = s.search(q, k)
-            p50 = pct(lat[n], 50)
-            curves[n].append(
-                {
-                    "knob": s.knobs[i],
-                    "recall": recall(found, truth),
-                    "p50_ms": p50,
-                    "qps_1": 1000 / p50,
-                }
-            )
-    for s in approx.values():
-        s.knob(EF_DEFAULT if 64 in s.knobs else s.knobs[min(1, len(s.knobs) - 1)])
-    return curves
 
 
 #: The memory children ingest at most this many vectors: bytes per vector settle well before,
@@ -284,7 +133,7 @@ def run_group(
                     "p99_ms": pct(lat[name], 99),
                     "qps_batch": qps[name],
                     "recall": recall(found[name], truth),
-                    "knob": None if systems[name].exact else EF_DEFAULT,
+                    "knob": systems[name].default_knob,
                 }
                 for name in names
             }
@@ -353,7 +202,8 @@ def versions() -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str | None] = {}
-    for pkg in ("numpy", "faiss-cpu", "hnswlib", "chromadb", "qdrant-client", "lancedb"):
+    pkgs = ("numpy", "faiss-cpu", "hnswlib", "chromadb", "qdrant-client", "lancedb")
+    for pkg in (*pkgs, "milvus-lite", "pymilvus", "txtai", "torch"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -384,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--merge",
         action="store_true",
-        help="keep the datasets / HTTP results of peers.json that this run does not redo",
+        help="keep the groups / memory / HTTP results of peers.json that this run does not redo",
     )
+    p.add_argument("--note", action="append", default=[], help="a note for the report")
     p.add_argument("--render", action="store_true", help="only redraw the report from peers.json")
     p.add_argument("--memory-child", default="", help=argparse.SUPPRESS)
     p.add_argument("--group-child", default="", help=argparse.SUPPRESS)
@@ -414,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": missing,
         "params": {k: v for k, v in vars(a).items() if not k.endswith("_child")},
         "datasets": {},
+        "notes": a.note,
     }
     if not a.tiny:
         from bench.machine import measure
@@ -445,16 +297,40 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_write and not a.tiny:
         path = RESULTS / "peers.json"
         if a.merge and path.exists():
-            old = json.loads(path.read_text())
-            result["datasets"] = old.get("datasets", {}) | result["datasets"]
-            if "http" not in result and "http" in old:
-                result["http"] = old["http"]
-            result["runs"] = old.get("runs", []) + [
-                {k: old.get(k) for k in ("date", "commit", "params", "machine")}
-            ]
+            result = merge(json.loads(path.read_text()), result)
         write_json(path, result)
         render(result)
     return 0
+
+
+def stamp(result: dict[str, Any]) -> None:
+    """Mark every group and the HTTP comparison of ``result`` with its run date (kept when
+    set), so merged results say which run measured what."""
+    for ds in result.get("datasets", {}).values():
+        for g in ds.get("groups", {}).values():
+            g.setdefault("run", result["date"])
+    if "http" in result:
+        result["http"].setdefault("run", result["date"])
+
+
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` laid over ``old``: per data set the groups and memory children ``new`` ran
+    replace those of ``old`` and the others are kept, as is the HTTP comparison when ``new``
+    has none; ``old``'s run goes on the ``runs`` list and its notes are kept."""
+    stamp(old)
+    stamp(new)
+    for data, ds in old.get("datasets", {}).items():
+        mine = new["datasets"].setdefault(data, ds)
+        if mine is not ds:
+            mine["groups"] = ds.get("groups", {}) | mine["groups"]
+            if "memory" in ds or "memory" in mine:
+                mine["memory"] = ds.get("memory", {}) | mine.get("memory", {})
+    if "http" not in new and "http" in old:
+        new["http"] = old["http"]
+    keep = ("date", "commit", "params", "machine")
+    new["runs"] = old.get("runs", []) + [{k: old.get(k) for k in keep}]
+    new["notes"] = old.get("notes", []) + new.get("notes", [])
+    return new
 
 
 def render(result: dict[str, Any]) -> None:

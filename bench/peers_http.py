@@ -1,17 +1,23 @@
-"""Our server against chroma's server (``chroma run``) over HTTP, same data, same client load.
+"""Our server against chroma's (``chroma run``, HTTP) and milvus-lite's (``milvus-lite server``,
+gRPC), same data, same client load.
 
-Both servers run as separate processes on this machine. Ingest: batches go to both servers in
-turn (ours: ``PUT points``, JSON, answered once the WAL is fsynced; chroma: its ``HttpClient``
-``add``). Search: at each client count, ``c`` threads (each with its own client) share one
-stream of queries; the two servers alternate, twice, and medians are kept. Ours runs first as a
-flat (exact) collection, then again after an ``HNSW`` build job at chroma's parameters; chroma's
-collection is HNSW throughout. Each system is used through its own client (ours: ``httpx`` +
-``orjson``, which is what ``app.client`` sends).
+Every server runs as its own process on this machine. Ingest: batches go to the servers in turn
+(ours: ``PUT points``, JSON, answered once the WAL is fsynced; chroma: its ``HttpClient`` ``add``;
+milvus-lite: ``MilvusClient.insert``, answered once in its WAL, then one ``flush``). Search: at
+each client count, ``c`` threads (each with its own client) share one stream of queries; the
+servers alternate, twice, and medians are kept. Ours and milvus-lite run first as flat (exact)
+collections, then again after an HNSW build at chroma's parameters (ours: a build job;
+milvus-lite: ``drop_index``, ``create_index(HNSW)``, ``load_collection``); chroma's collection is
+HNSW throughout. Each system is used through its own client (ours: ``httpx`` + ``orjson``, which
+is what ``app.client`` sends; milvus-lite: one ``MilvusClient(dedicated=True)``, so one gRPC
+channel, per thread).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,16 +32,15 @@ import numpy as np
 import orjson
 
 from bench.http import free_port, start_server
-from bench.peers import K, dataset, ground_truth, pct, recall, rotated
-from bench.peers_systems import (
-    EF_DEFAULT,
-    F32,
-    HNSW_EF_CONSTRUCTION,
-    HNSW_M,
-    I64,
-    chroma_config,
-    dir_bytes,
+from bench.peers_base import EF_DEFAULT, F32, HNSW_EF_CONSTRUCTION, HNSW_M, I64, dir_bytes, pad
+from bench.peers_milvus_txtai import (
+    COLLECTION,
+    milvus_create,
+    milvus_index_params,
+    milvus_rows,
 )
+from bench.peers_systems import chroma_config
+from bench.peers_workloads import K, dataset, ground_truth, pct, recall, rotated
 
 OURS_HNSW = f"HNSW(m={HNSW_M},ef_construction={HNSW_EF_CONSTRUCTION},ef_search={EF_DEFAULT})"
 Search = Callable[[np.ndarray], list[int]]
@@ -164,6 +169,79 @@ class ChromaServer:
         self.proc.wait(60)
 
 
+# -- milvus-lite --------------------------------------------------------------------------------
+
+
+class MilvusServer:
+    """``milvus-lite server`` in its own process (its default 10 gRPC worker threads), spoken
+    to by pymilvus; a ``FLAT`` collection until :meth:`build` swaps in HNSW."""
+
+    name = "milvus"
+
+    def __init__(self, work: Path, dim: int) -> None:
+        from pymilvus import MilvusClient
+
+        self.data = work / "milvus"
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(self.data)]
+        cmd += ["--host", "127.0.0.1", "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(600):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            self.proc.kill()
+            raise RuntimeError("milvus-lite server did not start")
+        self.client: Any = MilvusClient(uri=self.uri)
+        milvus_create(self.client, dim, hnsw=False)
+        self.ef: int | None = None
+
+    def add(self, ids: I64, x: F32) -> None:
+        self.client.insert(COLLECTION, milvus_rows(ids, x))
+
+    def finish_ingest(self) -> None:
+        self.client.flush(COLLECTION)
+
+    def build(self) -> float:
+        """Replace the ``FLAT`` index with HNSW and load it; seconds."""
+        t = time.perf_counter()
+        c = self.client
+        c.release_collection(COLLECTION)
+        c.drop_index(COLLECTION, "vector")
+        c.create_index(COLLECTION, milvus_index_params(c, hnsw=True))
+        c.load_collection(COLLECTION)
+        self.ef = EF_DEFAULT
+        return time.perf_counter() - t
+
+    def searcher(self) -> tuple[Search, Callable[[], None]]:
+        from pymilvus import MilvusClient
+
+        c = MilvusClient(uri=self.uri, dedicated=True)
+        params = {"params": {"ef": self.ef}} if self.ef else {}
+
+        def search(v: np.ndarray) -> list[int]:
+            hits = c.search(COLLECTION, data=[v], limit=K, search_params=params)
+            return [int(h["id"]) for h in hits[0]]
+
+        return search, c.close
+
+    def close(self) -> None:
+        self.client.close()
+        self.proc.terminate()
+        self.proc.wait(60)
+
+
+#: The peer servers: name, the import it needs, its class.
+PEERS: dict[str, tuple[str, type[Any]]] = {
+    "chroma": ("chromadb", ChromaServer),
+    "milvus": ("milvus_lite", MilvusServer),
+}
+
+
 # -- load ---------------------------------------------------------------------------------------
 
 
@@ -222,10 +300,7 @@ def compare(
                 lat[name] += res["lat"]
                 if name not in rec:
                     rows = [res["found"].get(i, []) for i in range(len(q))]
-                    padded = np.full((len(q), K), -1, dtype=np.int64)
-                    for i, row in enumerate(rows):
-                        padded[i, : len(row)] = row[:K]
-                    rec[name] = recall(padded, truth)
+                    rec[name] = recall(pad(rows, K), truth)
         out[str(c)] = {
             n: {
                 "qps": float(np.median(qps[n])),
@@ -242,10 +317,8 @@ def compare(
 def run_http(
     data: str, n: int, dim: int, nq: int, batch: int, levels: list[int], tiny: bool = False
 ) -> dict[str, Any]:
-    """The whole HTTP comparison on ``data``; chroma is left out (and said so) when it is not
-    installed."""
-    import importlib.util
-
+    """The whole comparison on ``data``; a peer server whose package is not installed is left
+    out (and said so)."""
     x, q = dataset(data, n, dim, nq)
     n, dim = x.shape
     truth = ground_truth(x, q, K)
@@ -254,10 +327,11 @@ def run_http(
     servers: dict[str, Any] = {}
     try:
         servers["ours"] = Ours(work, dim)
-        if importlib.util.find_spec("chromadb") is not None:
-            servers["chroma"] = ChromaServer(work, dim)
-        else:
-            out["skipped"] = {"chroma": "package 'chromadb' is not installed"}
+        for name, (package, cls) in PEERS.items():
+            if importlib.util.find_spec(package) is not None:
+                servers[name] = cls(work, dim)
+            else:
+                out.setdefault("skipped", {})[name] = f"package {package!r} is not installed"
         names = list(servers)
         rss0 = {name: proc_rss(s.proc.pid) for name, s in servers.items()}
         spent = dict.fromkeys(names, 0.0)
@@ -273,23 +347,27 @@ def run_http(
             servers[name].finish_ingest()
             spent[name] += time.perf_counter() - t
         out["ingest"] = {name: {"s": s, "per_s": n / s} for name, s in spent.items()}
-        print(f"[http] ingested {n:,} over HTTP", file=sys.stderr, flush=True)
+        print(f"[http] ingested {n:,} over the network", file=sys.stderr, flush=True)
         per_level = 20 if tiny else max(400, 2 * len(q))
         rounds = 1 if tiny else 2
         out["flat"] = compare(servers, q, truth, levels, per_level, rounds)
-        print("[http] flat phase done; building ours HNSW", file=sys.stderr, flush=True)
+        print("[http] flat phase done; building HNSW", file=sys.stderr, flush=True)
         out["build_s"] = {"ours": servers["ours"].build(OURS_HNSW)}
+        if "milvus" in servers:
+            out["build_s"]["milvus"] = servers["milvus"].build()
         out["hnsw"] = compare(servers, q, truth, levels, per_level, rounds)
         out["rss"] = {
             name: {"before": rss0[name], "after": proc_rss(s.proc.pid)}
             for name, s in servers.items()
         }
         out["disk_bytes"] = {name: dir_bytes(s.data) for name, s in servers.items()}
-        out["settings"] = {
+        hnsw = f"M={HNSW_M}, ef_construction={HNSW_EF_CONSTRUCTION}, ef={EF_DEFAULT}"
+        settings = {
             "ours": f"flat collection, then `{OURS_HNSW}` (build job)",
-            "chroma": f"`chroma run`, hnsw space=ip, max_neighbors={HNSW_M}, "
-            f"ef_construction={HNSW_EF_CONSTRUCTION}, ef_search={EF_DEFAULT}",
+            "chroma": f"`chroma run`, hnsw space=ip, {hnsw}, throughout",
+            "milvus": f"`milvus-lite server` (gRPC, 10 worker threads), `FLAT`, then `HNSW` {hnsw}",
         }
+        out["settings"] = {name: settings[name] for name in names}
     finally:
         for s in servers.values():
             s.close()

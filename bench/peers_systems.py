@@ -1,95 +1,35 @@
 """The systems ``bench.peers`` compares: one small adapter per system, one registry.
 
-Every adapter speaks the same contract (:class:`System`): ``add`` batches of ``(ids (n,) int64,
-vectors (n, d) float32)``, ``build`` whatever is built after the last add, ``search`` queries
-``(nq, d) float32`` for ``(nq, k) int64`` ids (``-1`` pads), and ``knob`` sets the one search-time
-accuracy parameter of an approximate system (HNSW ``ef``, IVF ``nprobes``). Peers import lazily,
-so a missing package only drops that system (:func:`available` says why).
-
-Settings (stated in the report): every HNSW runs at the same build parameters, M=16 and
-ef_construction=100 (chroma's documented defaults; hnswlib's README uses M=16 too), with ef swept
-at search time; inner product everywhere (faiss/ours ``METRIC_INNER_PRODUCT``, hnswlib and
-chroma ``ip``, qdrant ``Dot``, lancedb ``dot``).
+The contract and the shared HNSW parameters are in ``bench.peers_base``; milvus-lite and txtai
+are in ``bench.peers_milvus_txtai``. Inner product everywhere (faiss/ours
+``METRIC_INNER_PRODUCT``, hnswlib and chroma ``ip``, qdrant ``Dot``, lancedb ``dot``, milvus
+``IP``; txtai scores by inner product but L2-normalises what it indexes).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-F32 = npt.NDArray[np.float32]
-I64 = npt.NDArray[np.int64]
+from bench.peers_base import (
+    EF_DEFAULT,
+    EF_SWEEP,
+    F32,
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+    I64,
+    System,
+    dir_bytes,
+    pad,
+)
+from bench.peers_milvus_txtai import MilvusFlat, MilvusHNSW, TxtaiFaiss, TxtaiNumpy
 
-#: Shared HNSW build parameters (see the module docstring).
-HNSW_M, HNSW_EF_CONSTRUCTION = 16, 100
-#: ef values swept at search time (every value is raised to k by the systems themselves).
-EF_SWEEP = (16, 32, 64, 128, 256)
-#: The ef quoted in the latency / QPS tables.
-EF_DEFAULT = 64
-
-
-def dir_bytes(path: Path) -> int:
-    """Bytes of every regular file under ``path`` (0 when it does not exist)."""
-    if not path.exists():
-        return 0
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-class System:
-    """The adapter contract; subclasses override what they support."""
-
-    #: Registry name, e.g. ``"hnswlib"``.
-    name: ClassVar[str] = ""
-    #: ``"ours"`` or ``"peer"``.
-    side: ClassVar[str] = "peer"
-    #: True when search returns the exact top-k.
-    exact: ClassVar[bool] = False
-    #: True when ``add`` returns only once the data is on disk.
-    durable: ClassVar[bool] = False
-    #: The search-time knob swept for the recall/QPS curve (empty when exact).
-    knobs: ClassVar[tuple[int, ...]] = ()
-    #: Import name of the package this adapter needs.
-    package: ClassVar[str] = "numpy"
-
-    def __init__(self, dim: int, n: int, workdir: Path) -> None:
-        self.dim, self.n, self.workdir = dim, n, workdir
-
-    @property
-    def settings(self) -> str:
-        """The parameters this system runs with, for the report."""
-        return ""
-
-    def add(self, ids: I64, x: F32) -> None:
-        raise NotImplementedError
-
-    def build(self) -> None:
-        """Build what is built after the last add (nothing for systems that index on add)."""
-
-    def search(self, q: F32, k: int) -> I64:
-        raise NotImplementedError
-
-    def knob(self, value: int) -> None:
-        """Set the search-time accuracy knob (approximate systems only)."""
-
-    def disk_bytes(self) -> int:
-        return dir_bytes(self.workdir)
-
-    def close(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def _pad(rows: list[list[int]], k: int) -> I64:
-    out = np.full((len(rows), k), -1, dtype=np.int64)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r[:k]
-    return out
+__all__ = ["EF_DEFAULT", "EF_SWEEP", "F32", "HNSW_M", "I64", "System", "dir_bytes"]
 
 
 # -- ours: the index layer ----------------------------------------------------------------------
@@ -119,7 +59,7 @@ class OursFlat(System):
 
 class OursHNSW(OursFlat):
     name, exact = "ours-hnsw", False
-    knobs = EF_SWEEP
+    knobs, default_knob = EF_SWEEP, EF_DEFAULT
     spec = f"HNSW(m={HNSW_M},ef_construction={HNSW_EF_CONSTRUCTION},ef_search={EF_DEFAULT})"
 
     def __init__(self, dim: int, n: int, workdir: Path) -> None:
@@ -140,7 +80,7 @@ class FaissFlat(System):
     """faiss as a user would call it; the runner hands ids 0..n-1 in order, so faiss's own row
     numbers are the ids (no ``IndexIDMap`` layer)."""
 
-    name, exact, package = "faiss-flat", True, "faiss"
+    name, exact, packages = "faiss-flat", True, ("faiss",)
 
     def __init__(self, dim: int, n: int, workdir: Path) -> None:
         super().__init__(dim, n, workdir)
@@ -163,7 +103,7 @@ class FaissFlat(System):
 
 class FaissHNSW(FaissFlat):
     name, exact = "faiss-hnsw", False
-    knobs = EF_SWEEP
+    knobs, default_knob = EF_SWEEP, EF_DEFAULT
 
     def __init__(self, dim: int, n: int, workdir: Path) -> None:
         System.__init__(self, dim, n, workdir)
@@ -185,8 +125,8 @@ class FaissHNSW(FaissFlat):
 
 
 class Hnswlib(System):
-    name, package = "hnswlib", "hnswlib"
-    knobs = EF_SWEEP
+    name, packages = "hnswlib", ("hnswlib",)
+    knobs, default_knob = EF_SWEEP, EF_DEFAULT
 
     def __init__(self, dim: int, n: int, workdir: Path) -> None:
         super().__init__(dim, n, workdir)
@@ -226,8 +166,8 @@ def chroma_config(ef: int = EF_DEFAULT) -> dict[str, Any]:
 
 
 class Chroma(System):
-    name, durable, package = "chroma", True, "chromadb"
-    knobs = EF_SWEEP
+    name, durable, packages = "chroma", "each add", ("chromadb",)
+    knobs, default_knob = EF_SWEEP, EF_DEFAULT
 
     def __init__(self, dim: int, n: int, workdir: Path) -> None:
         super().__init__(dim, n, workdir)
@@ -259,7 +199,7 @@ class Chroma(System):
 
     def search(self, q: F32, k: int) -> I64:
         r = self.col.query(query_embeddings=q, n_results=k, include=[])
-        return _pad([[int(s) for s in row] for row in r["ids"]], k)
+        return pad([[int(s) for s in row] for row in r["ids"]], k)
 
     def close(self) -> None:
         self.col = None
@@ -274,7 +214,7 @@ class QdrantLocal(System):
     """qdrant-client's local mode in memory: an exact numpy scan (it has no HNSW). Its on-disk
     local mode (``path=``) persisted 20k x 384 points at ~40 points/s here, too slow to run."""
 
-    name, exact, package = "qdrant-local", True, "qdrant_client"
+    name, exact, packages = "qdrant-local", True, ("qdrant_client",)
 
     def __init__(self, dim: int, n: int, workdir: Path) -> None:
         super().__init__(dim, n, workdir)
@@ -300,7 +240,7 @@ class QdrantLocal(System):
         else:
             reqs = [self.models.QueryRequest(query=v.tolist(), limit=k) for v in q]
             pts = [r.points for r in self.client.query_batch_points("bench", requests=reqs)]
-        return _pad([[int(p.id) for p in row] for row in pts], k)
+        return pad([[int(p.id) for p in row] for row in pts], k)
 
     def close(self) -> None:
         self.client.close()
@@ -313,7 +253,7 @@ class QdrantLocal(System):
 class LanceFlat(System):
     """lancedb without a vector index: an exact scan of the Lance files."""
 
-    name, exact, durable, package = "lancedb-flat", True, True, "lancedb"
+    name, exact, durable, packages = "lancedb-flat", True, "each add", ("lancedb",)
 
     def __init__(self, dim: int, n: int, workdir: Path) -> None:
         super().__init__(dim, n, workdir)
@@ -342,7 +282,7 @@ class LanceFlat(System):
 
     def search(self, q: F32, k: int) -> I64:
         rows = [self._query(v, k).to_arrow()["id"].to_numpy().tolist() for v in q]
-        return _pad(rows, k)
+        return pad(rows, k)
 
 
 class LanceIVFPQ(LanceFlat):
@@ -350,12 +290,12 @@ class LanceIVFPQ(LanceFlat):
     exactly on ``refine_factor`` x k candidates; ``nprobes`` is swept."""
 
     name, exact = "lancedb-ivfpq", False
-    knobs = (10, 20, 50, 100)
+    knobs, default_knob = (10, 20, 50, 100), 20
     REFINE = 10
 
     def __init__(self, dim: int, n: int, workdir: Path) -> None:
         super().__init__(dim, n, workdir)
-        self.nprobes = 20
+        self.nprobes = self.default_knob
 
     @property
     def settings(self) -> str:
@@ -386,6 +326,10 @@ REGISTRY: dict[str, type[System]] = {
         QdrantLocal,
         LanceFlat,
         LanceIVFPQ,
+        MilvusFlat,
+        MilvusHNSW,
+        TxtaiNumpy,
+        TxtaiFaiss,
     )
 }
 
@@ -397,6 +341,8 @@ GROUPS: dict[str, list[str]] = {
     "chroma": ["ours-hnsw", "chroma"],
     "qdrant": ["ours-flat", "qdrant-local"],
     "lancedb": ["ours-flat", "ours-hnsw", "lancedb-flat", "lancedb-ivfpq"],
+    "milvus": ["ours-flat", "ours-hnsw", "milvus-flat", "milvus-hnsw"],
+    "txtai": ["ours-flat", "ours-hnsw", "txtai-numpy", "txtai-faiss"],
 }
 
 #: Which of ours each peer is compared against.
@@ -408,6 +354,10 @@ COUNTERPART = {
     "hnswlib": "ours-hnsw",
     "chroma": "ours-hnsw",
     "lancedb-ivfpq": "ours-hnsw",
+    "milvus-flat": "ours-flat",
+    "milvus-hnsw": "ours-hnsw",
+    "txtai-numpy": "ours-flat",
+    "txtai-faiss": "ours-hnsw",
 }
 
 
@@ -419,9 +369,9 @@ def available(names: list[str] | None = None) -> tuple[list[str], dict[str, str]
         raise ValueError(f"unknown systems {unknown}; known: {', '.join(REGISTRY)}")
     ok, missing = [], {}
     for n in names:
-        pkg = REGISTRY[n].package
-        if importlib.util.find_spec(pkg) is None:
-            missing[n] = f"package {pkg!r} is not installed (pip install '.[bench]')"
+        absent = [p for p in REGISTRY[n].packages if importlib.util.find_spec(p) is None]
+        if absent:
+            missing[n] = f"package {absent[0]!r} is not installed (pip install '.[bench]')"
         else:
             ok.append(n)
     return ok, missing
