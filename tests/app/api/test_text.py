@@ -96,8 +96,12 @@ def test_bundled_minilm_end_to_end(client: TestClient) -> None:
     ]
     pts = [{"id": i, "text": t} for i, t in enumerate(docs)]
     assert client.put("/collections/m/points", json={"points": pts}).status_code == 200
-    queries = {"a kitten resting on a rug": 0, "equities dropped at the start of the week": 1,
-               "recipe for homemade bread": 2, "the soccer game was tied": 3}
+    queries = {
+        "a kitten resting on a rug": 0,
+        "equities dropped at the start of the week": 1,
+        "recipe for homemade bread": 2,
+        "the soccer game was tied": 3,
+    }
     for text, want in queries.items():
         hits = client.post("/collections/m/search", json={"text": text, "k": 1}).json()["hits"]
         assert hits[0]["id"] == want, text
