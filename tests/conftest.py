@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,17 @@ from support import wait_ready
 
 from app.api.app import create_app
 from app.config import Settings
+
+# Hypothesis's pytest plugin imports its (libcst-based) patch writer when a test fails; under
+# this repo's filterwarnings=error a DeprecationWarning from mypy_extensions raised inside that
+# hook would turn every hypothesis failure into an INTERNALERROR that hides the report. Import it
+# once here with the warning silenced so failures are reported normally.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import hypothesis.extra._patching  # noqa: F401
+    except ImportError:
+        pass
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

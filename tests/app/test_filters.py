@@ -5,16 +5,16 @@ plus explicit examples of the tricky semantics and of what validation rejects.""
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from support import fuzz_settings
 
 from app.filters import Filter, evaluate, point_key, to_sql
 from app.store.points import PointStore
@@ -22,23 +22,10 @@ from app.store.points import PointStore
 # Hypothesis's pytest plugin imports its (libcst-based) patch writer when a test fails; under
 # this repo's filterwarnings=error a DeprecationWarning from mypy_extensions raised inside that
 # hook turns every hypothesis failure into an INTERNALERROR that hides the report. Import it
-# once here with the warning silenced so failures are reported normally.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    try:
-        import hypothesis.extra._patching  # noqa: F401
-    except ImportError:
-        pass
 
 Point = tuple[int | str, Any]
 
-SETTINGS = settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+SETTINGS = fuzz_settings(300)
 
 # ---- helpers --------------------------------------------------------------------------------
 

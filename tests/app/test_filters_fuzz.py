@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from support import fuzz_settings
 
 from app.collection import Collection
 from app.config import Settings
@@ -28,21 +28,8 @@ from app.store.catalog import CollectionConfig
 from app.store.points import PointStore
 
 # See test_filters.py: a hypothesis failure report must not turn into an INTERNALERROR under
-# filterwarnings=error.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    try:
-        import hypothesis.extra._patching  # noqa: F401
-    except ImportError:
-        pass
 
-SETTINGS = settings(
-    max_examples=100,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+SETTINGS = fuzz_settings(100)
 
 Point = tuple[int | str, Any]
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from support import fuzz_settings
 
 from app.store.wal import (
     DELETE,
@@ -30,21 +30,8 @@ from app.store.wal import (
 # Hypothesis's pytest plugin imports its (libcst-based) patch writer when a test fails; under
 # this repo's filterwarnings=error a DeprecationWarning from mypy_extensions raised inside that
 # hook turns every hypothesis failure into an INTERNALERROR that hides the report. Import it
-# once here with the warning silenced so failures are reported normally.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    try:
-        import hypothesis.extra._patching  # noqa: F401
-    except ImportError:
-        pass
 
-SETTINGS = settings(
-    max_examples=200,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+SETTINGS = fuzz_settings(200)
 
 
 @dataclass(frozen=True)

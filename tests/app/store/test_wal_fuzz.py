@@ -19,7 +19,6 @@ import os
 import shutil
 import struct
 import tempfile
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,8 +28,9 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import fuzz_settings
 
 from app.collection import Collection
 from app.config import Settings
@@ -50,21 +50,8 @@ from app.store.wal import (
 )
 
 # See test_wal.py: a hypothesis failure report must not turn into an INTERNALERROR under
-# filterwarnings=error.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    try:
-        import hypothesis.extra._patching  # noqa: F401
-    except ImportError:
-        pass
 
-SETTINGS = settings(
-    max_examples=100,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+SETTINGS = fuzz_settings(100)
 
 
 @pytest.fixture(autouse=True, scope="module")
