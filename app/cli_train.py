@@ -53,7 +53,7 @@ from rich.table import Table
 
 from index.base import F32, I64
 from index.hypencoder import HypencoderReranker
-from index.hypencoder_head import FORMAT, HeadConfig, HyperHead, init_params
+from index.hypencoder_head import HeadConfig, HyperHead, init_params, sha256_file
 
 __all__ = [
     "Pairs",
@@ -62,7 +62,6 @@ __all__ = [
     "mine_lists",
     "rank_metrics",
     "read_pairs",
-    "save_head",
 ]
 
 console = Console(stderr=True)
@@ -146,14 +145,6 @@ def read_pairs(path: Path, debian: bool = False) -> Pairs:
     for i, pos in enumerate(out.positives):  # a text both positive and negative is positive
         out.negatives[i] = [d for d in out.negatives[i] if d not in pos]
     return out
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---- encoding (cached) ----------------------------------------------------------------------
@@ -359,35 +350,6 @@ def bootstrap_ci(diff: F32, seed: int = 0, n: int = 10_000) -> tuple[float, floa
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-# ---- saving -------------------------------------------------------------------------------
-
-
-def save_head(head: HyperHead, path: Path, float16: bool = False) -> None:
-    """``HyperHead.save``; ``float16`` stores the arrays as float16 (``HyperHead.load`` widens
-    them back to float32), halving the file at a relative rounding of ~5e-4."""
-    head.save(path)
-    if not float16:
-        return
-    arrays = {k: v.astype(np.float16) for k, v in head.params.items()}
-    fd, tmp = tempfile.mkstemp(dir=path, suffix=".npz")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, **arrays)  # type: ignore[arg-type]
-        f.flush()
-        os.fsync(f.fileno())
-    digest = _sha256_file(Path(tmp))
-    meta = json.loads((path / "config.json").read_text())
-    assert meta["format"] == FORMAT
-    meta["sha256"] = digest
-    meta["info"] = {**meta.get("info", {}), "storage": "float16"}
-    os.replace(tmp, path / "head.npz")
-    fd, tmp = tempfile.mkstemp(dir=path, suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(meta, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path / "config.json")
-
-
 def _git_commit() -> dict[str, Any] | None:
     """The source checkout's commit (and whether it had local changes), if there is one."""
     root = Path(__file__).resolve().parents[1]
@@ -566,7 +528,7 @@ def _run(args: argparse.Namespace) -> int:
         r = _evaluate(h, docs, v_tok, v_dense, v_pos, args.candidates)
         val_curve.append(r["hypencoder"]["ndcg@10"])
         if ckpt is not None:
-            save_head(h, ckpt / f"epoch-{len(val_curve):02d}")
+            h.save(ckpt / f"epoch-{len(val_curve):02d}")
         say(
             f"epoch {len(val_curve)}: val nDCG@10 {r['hypencoder']['ndcg@10']:.4f} "
             f"(flat {r['flat']['ndcg@10']:.4f})"
@@ -602,7 +564,7 @@ def _run(args: argparse.Namespace) -> int:
     best.info = {
         "data": {
             "source": source.name,
-            "sha256": _sha256_file(source),
+            "sha256": sha256_file(source),
             "format": "debian" if args.debian else "jsonl",
             "license": args.license or (DEBIAN_LICENSE if args.debian else None),
             "queries": len(pairs.queries),
@@ -625,14 +587,14 @@ def _run(args: argparse.Namespace) -> int:
         "torch": _torch_version(),
         "git": _git_commit(),
     }
-    save_head(best, args.out, args.float16)
+    best.save(args.out, args.float16)
     saved = HyperHead.load(args.out)  # report the file as written (float16 rounding included)
     t_tok, t_dense, t_pos = part(split.test)
     report = _evaluate(saved, docs, t_tok, t_dense, t_pos, args.eval_candidates)
     _report(report, f"held-out test slice ({report['queries']:,} queries)")
     saved.info["test"] = report
     saved.info["seconds"] = time.perf_counter() - started
-    save_head(saved, args.out, args.float16)
+    saved.save(args.out, args.float16)
     size = (args.out / "head.npz").stat().st_size
     say(
         f"saved {args.out} (best epoch {res.best_epoch + 1} of {cfg.epochs}, head.npz "

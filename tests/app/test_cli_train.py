@@ -23,7 +23,6 @@ from app.cli_train import (
     mine_lists,
     rank_metrics,
     read_pairs,
-    save_head,
     split_queries,
 )
 from encoders import encoder_factory
@@ -174,7 +173,7 @@ def test_ip_init_ranks_like_the_mean_token_and_float16_round_trips(tmp_path: Pat
     ip = docs @ ((m - m.mean()) / m.std())
     s = head.qnet(tokens).scores(docs)
     assert np.corrcoef(s, ip)[0, 1] > 0.999
-    save_head(head, tmp_path / "h16", float16=True)
+    head.save(tmp_path / "h16", float16=True)
     back = HyperHead.load(tmp_path / "h16")
     assert back.info["storage"] == "float16"
     np.testing.assert_allclose(back.qnet(tokens).scores(docs), s, rtol=2e-2, atol=2e-2)
