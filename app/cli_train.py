@@ -51,6 +51,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from app.pipeline.quality import ndcg_at, paired_bootstrap
 from index.base import F32, I64
 from index.hypencoder import HypencoderReranker
 from index.hypencoder_head import HeadConfig, HyperHead, init_params, sha256_file
@@ -298,9 +299,7 @@ def rank_metrics(
     for i, (row, pos) in enumerate(zip(ranked, positives, strict=True)):
         p = set(pos)
         hits = [j in p for j in row.tolist()]
-        dcg = sum(1 / math.log2(r + 2) for r, h in enumerate(hits[:k_ndcg]) if h)
-        ideal = sum(1 / math.log2(r + 2) for r in range(min(len(p), k_ndcg)))
-        ndcg[i] = dcg / ideal
+        ndcg[i] = ndcg_at(row.tolist(), dict.fromkeys(p, 1.0), k_ndcg)
         r10[i] = sum(hits[:10]) / len(p)
         rk[i] = sum(hits[:k_recall]) / len(p)
     return {f"ndcg@{k_ndcg}": ndcg, "recall@10": r10, f"recall@{k_recall}": rk}
@@ -341,13 +340,6 @@ def rerank_rows(head: HyperHead, docs: F32, tokens: Sequence[F32], cand: I64, k:
     store = FlatIndex.wrap(np.arange(len(docs), dtype=np.int64), docs)
     rr = HypencoderReranker(head, store)
     return np.stack([rr.rerank(t, c, k).ids[0] for t, c in zip(tokens, cand, strict=True)])
-
-
-def bootstrap_ci(diff: F32, seed: int = 0, n: int = 10_000) -> tuple[float, float]:
-    """95% paired-bootstrap interval of the mean of per-query differences."""
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), (n, len(diff)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def _git_commit() -> dict[str, Any] | None:
@@ -409,7 +401,7 @@ def _evaluate(
     ms = 1000 * (time.perf_counter() - t0) / max(len(tokens), 1)
     flat = rank_metrics(cand[:, :100], positives)
     hyp = rank_metrics(rows, positives)
-    lo, hi = bootstrap_ci(hyp["ndcg@10"] - flat["ndcg@10"])
+    lo, hi = paired_bootstrap(hyp["ndcg@10"] - flat["ndcg@10"])
     return {
         "queries": len(tokens),
         "candidates": int(cand.shape[1]),

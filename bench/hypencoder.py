@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from app.pipeline.quality import paired_bootstrap as bootstrap
 from bench.report import ROOT, git_commit, update_section, write_json
 from encoders.evaluation import Beir, load_beir, ndcg_at_k, recall_at_k
 from index.flat import FlatIndex, _blas
@@ -204,13 +205,6 @@ def train(args: argparse.Namespace) -> None:
     }
     res.head.save(args.head)
     print(f"saved {args.head} (best epoch {res.best_epoch}, {res.seconds:.0f} s)")
-
-
-def bootstrap(diff: np.ndarray, seed: int = 0, n: int = 10_000) -> tuple[float, float]:
-    """95% paired-bootstrap interval of the mean of per-query differences."""
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), (n, len(diff)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def latency(
