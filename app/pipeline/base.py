@@ -46,6 +46,7 @@ class Context:
     text: str | None = None  # the query text, for lexical stages
     tokens: F32 | None = None  # (t, dim) float32 query token vectors (multi-vector)
     heads: Heads | None = None  # hypencoder heads (app.pipeline.hypencoder)
+    explain: bool = False  # the caller reads the traces: stages may add their notes
 
 
 @dataclass

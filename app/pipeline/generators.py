@@ -49,7 +49,7 @@ class IndexStage(Stage):
             outcome = search(ctx.col, [q], ctx.max_k)[0]
         except InvalidInput as e:
             raise InvalidInput(f"{self.where}: {e.message}", e.details) from e
-        if ctx.filter is not None:
+        if ctx.filter is not None and ctx.explain:  # a pass over every segment's ids
             self.note = filter_note(ctx)
         hits = [(h.id, h.score) for h in outcome.hits if h.id != ctx.exclude]
         return hits[: self.k], outcome.exact, None

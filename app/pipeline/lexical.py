@@ -93,7 +93,8 @@ class LexicalStage(Stage):
     def run(
         self, ctx: Context, cands: list[Candidate]
     ) -> tuple[list[Candidate], bool, list[Trace] | None]:
-        assert ctx.text is not None
+        text = ctx.text
+        assert text is not None
 
         def scan() -> list[tuple[int, float]]:
             index = bm25_for(ctx.col, self.field)
@@ -108,5 +109,4 @@ class LexicalStage(Stage):
             rows = rows[np.lexsort((index.iids[rows], -scores[rows]))]  # score desc, then iid
             return [(int(index.iids[r]), float(scores[r])) for r in rows]
 
-        text = ctx.text
         return rescan(scan, ctx.col, ctx.exclude)[: self.k], True, None

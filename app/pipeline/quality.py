@@ -15,7 +15,7 @@ import math
 import random
 import threading
 from collections import deque
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -78,17 +78,25 @@ class RecallSampler:
         self.dropped = 0
         self.stats: dict[tuple[str, str], Recall] = {}
 
-    def offer(self, pipeline: str, ctx: Context, hits: list[Candidate], k: int) -> bool:
-        """Maybe schedule an exact re-run of this query; True when it was scheduled."""
-        if self.rate <= 0 or ctx.vector is None or ctx.col.multivector:
+    def offer(
+        self, pipeline: str, context: Callable[[], Context | None], hits: list[Candidate], k: int
+    ) -> bool:
+        """Maybe schedule an exact re-run of this query; True when it was scheduled.
+        ``context`` builds the query's context and is called only when the coin says sample,
+        so unsampled queries pay for nothing but the coin."""
+        if self.rate <= 0:
             return False
         with self._lock:
             if self._rng.random() >= self.rate:
                 return False
+        ctx = context()
+        if ctx is None or ctx.vector is None or ctx.col.multivector:
+            return False
+        got = [pid for pid, _ in hits]
+        with self._lock:
             if len(self._pending) >= self.max_pending:
                 self.dropped += 1
                 return False
-            got = [pid for pid, _ in hits]
             fut = self._pool.submit(self._measure, pipeline, ctx, got, k)
             self._pending.add(fut)
         fut.add_done_callback(self._done)

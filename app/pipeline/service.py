@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,14 +115,17 @@ class Pipelines:
         flt: Filter | None = None,
         measure_recall: bool = False,
         with_payload: bool = True,
+        explain: bool = False,
     ) -> tuple[str, Result]:
-        """Run one query; returns the pipeline's label and the result."""
+        """Run one query; returns the pipeline's label and the result (``explain``: stages may
+        add notes that cost extra work, such as how a filter ran)."""
         col = self.service.collection(name)
         label, stages = self.resolve(name, pipeline)
         plan = self.parse(col, stages)
         ctx = self.context(col, plan, q, flt)
+        ctx.explain = explain
         res = run(plan, ctx, measure_recall)
-        self.sampler.offer(label, ctx, res.hits, plan.k)
+        self.sampler.offer(label, lambda: ctx, res.hits, plan.k)
         if with_payload:
             found = ((pid, col.get(pid)) for pid, _ in res.hits)
             res.payloads = {pid: f[1] for pid, f in found if f is not None}
@@ -132,18 +136,24 @@ class Pipelines:
     ) -> None:
         """Offer plain ``/search`` queries to the recall sampler (pipeline label ``search``)."""
         for q, out in zip(queries, outcomes, strict=True):
-            if q.vector is not None:
-                x = col.validate([q.vector], what="query")
-                vec = None if isinstance(x, TokenBatch) else x[0]
-            elif q.point_id is not None:
-                found = col.get(q.point_id)
-                vec = None if found is None else col.vector_of(found[0])
-            else:
-                continue
-            if vec is None or q.offset or q.score_threshold is not None:
+            if q.offset or q.score_threshold is not None:
                 continue  # a page past the first, or a cut list: no top-k to compare
-            ctx = Context(col, vec, q.filter, q.point_id, self.service.settings.max_k)
-            self.sampler.offer("search", ctx, [(h.id, h.score) for h in out.hits], q.k)
+            hits = [(h.id, h.score) for h in out.hits]
+            self.sampler.offer("search", partial(self._search_context, col, q), hits, q.k)
+
+    def _search_context(self, col: Collection, q: Query) -> Context | None:
+        """A ``/search`` query's context for the sampler (None: nothing to re-run)."""
+        if q.vector is not None:
+            x = col.validate([q.vector], what="query")
+            vec = None if isinstance(x, TokenBatch) else x[0]
+        elif q.point_id is not None:
+            found = col.get(q.point_id)
+            vec = None if found is None else col.vector_of(found[0])
+        else:
+            return None
+        if vec is None:
+            return None
+        return Context(col, vec, q.filter, q.point_id, self.service.settings.max_k)
 
     def save(self, name: str, pname: str, stages: Any, default: bool, replace: bool) -> None:
         """Validate ``stages`` against the collection, then store them as ``pname``."""

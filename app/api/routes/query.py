@@ -53,6 +53,7 @@ def query(name: str, body: QueryRequest, service: ServiceDep, _: ReadKey) -> Que
         body.filter,
         body.measure_recall,
         body.with_payload,
+        body.explain,
     )
     hits = [Hit(id=pid, score=s, payload=res.payloads.get(pid)) for pid, s in res.hits]
     explain = [_trace(t) for t in res.traces] if body.explain else None
