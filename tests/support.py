@@ -98,15 +98,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def fuzz_settings(max_examples: int) -> Any:
+def fuzz_settings(max_examples: int, large_data: bool = True) -> Any:
     """Hypothesis settings for the fuzz tests: deterministic (derandomised, no example
-    database), no deadline (a shared CI box), ``max_examples`` cases."""
+    database), no deadline (a shared CI box), ``max_examples`` cases; ``large_data`` also
+    allows examples hypothesis finds too large (the fuzzers build whole logs and trees)."""
     from hypothesis import HealthCheck, settings
 
+    suppress = [HealthCheck.too_slow] + ([HealthCheck.data_too_large] if large_data else [])
     return settings(
         max_examples=max_examples,
         deadline=None,
         derandomize=True,
         database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        suppress_health_check=suppress,
     )
