@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,6 @@ from support import wait_ready
 
 from app.api.app import create_app, unicode_problem
 from app.config import Settings
-
-# See tests/app/store/test_wal.py: keeps a hypothesis failure from becoming an INTERNALERROR.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    try:
-        import hypothesis.extra._patching  # noqa: F401
-    except ImportError:
-        pass
 
 
 def shape(r: Any, status: int, code: str, *fragments: str) -> None:
