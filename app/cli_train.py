@@ -51,7 +51,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from app.pipeline.quality import ndcg_at, paired_bootstrap
+from encoders.evaluation import ndcg, paired_bootstrap
 from index.base import F32, I64
 from index.hypencoder import HypencoderReranker
 from index.hypencoder_head import HeadConfig, HyperHead, init_params, sha256_file
@@ -293,16 +293,16 @@ def rank_metrics(
     >>> [round(float(x), 4) for x in m["ndcg@10"]], m["recall@2"].tolist()
     ([0.6309, 0.0], [1.0, 0.0])
     """
-    ndcg = np.zeros(len(ranked), np.float32)
+    ndcg_q = np.zeros(len(ranked), np.float32)
     r10 = np.zeros(len(ranked), np.float32)
     rk = np.zeros(len(ranked), np.float32)
     for i, (row, pos) in enumerate(zip(ranked, positives, strict=True)):
         p = set(pos)
         hits = [j in p for j in row.tolist()]
-        ndcg[i] = ndcg_at(row.tolist(), dict.fromkeys(p, 1.0), k_ndcg)
+        ndcg_q[i] = ndcg(row.tolist(), dict.fromkeys(p, 1.0), k_ndcg) or 0.0
         r10[i] = sum(hits[:10]) / len(p)
         rk[i] = sum(hits[:k_recall]) / len(p)
-    return {f"ndcg@{k_ndcg}": ndcg, "recall@10": r10, f"recall@{k_recall}": rk}
+    return {f"ndcg@{k_ndcg}": ndcg_q, "recall@10": r10, f"recall@{k_recall}": rk}
 
 
 def ip_init(config: HeadConfig, scale: float = 1e-4) -> HyperHead:

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from app.pipeline.quality import paired_bootstrap as bootstrap
 from bench.report import ROOT, git_commit, update_section, write_json
 from encoders.evaluation import Beir, load_beir, ndcg_at_k, recall_at_k
+from encoders.evaluation import paired_bootstrap as bootstrap
 from index.flat import FlatIndex, _blas
 from index.hypencoder import HypencoderReranker
 from index.hypencoder_head import HeadConfig, HyperHead

@@ -9,9 +9,10 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +20,7 @@ import numpy.typing as npt
 from encoders.base import F32
 
 Qrels = dict[str, dict[str, int]]
+K = TypeVar("K", bound=Hashable)  # a document id
 
 
 @dataclass(frozen=True)
@@ -91,20 +93,35 @@ def top_k(queries: F32, docs: F32, k: int) -> npt.NDArray[np.int64]:
     return order.astype(np.int64)
 
 
+def ndcg(docs: Sequence[K], labels: Mapping[K, float], k: int) -> float | None:
+    """nDCG@k of one ranking (linear gain, as trec_eval/BEIR); None when no label is > 0.
+
+    >>> round(ndcg(["a", "x", "b"], {"a": 1, "b": 2}, 10), 4)
+    0.7602
+    """
+    ideal = sorted((g for g in labels.values() if g > 0), reverse=True)[:k]
+    if not ideal:
+        return None
+    dcg = sum(labels.get(d, 0) / math.log2(i + 2) for i, d in enumerate(docs[:k]))
+    return dcg / sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+
+
 def ndcg_at_k(ranked: Sequence[Sequence[str]], qrels: Sequence[Mapping[str, int]], k: int) -> float:
     """Mean nDCG@k (linear gain, as trec_eval/BEIR) over queries with at least one label > 0.
 
     >>> round(ndcg_at_k([["a", "b"], ["x", "a"]], [{"a": 1}, {"a": 1}], 10), 4)
     0.8155
     """
-    values = []
-    for docs, labels in zip(ranked, qrels, strict=True):
-        ideal = sorted((g for g in labels.values() if g > 0), reverse=True)[:k]
-        if not ideal:
-            continue
-        dcg = sum(labels.get(d, 0) / math.log2(i + 2) for i, d in enumerate(docs[:k]))
-        values.append(dcg / sum(g / math.log2(i + 2) for i, g in enumerate(ideal)))
-    return float(np.mean(values)) if values else 0.0
+    values = [ndcg(docs, labels, k) for docs, labels in zip(ranked, qrels, strict=True)]
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else 0.0
+
+
+def paired_bootstrap(diff: npt.NDArray[Any], seed: int = 0, n: int = 10_000) -> tuple[float, float]:
+    """95% paired-bootstrap interval of the mean of per-query differences ``diff (q,)``."""
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (n, len(diff)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def recall_at_k(

@@ -11,18 +11,14 @@ sample is dropped (counted) rather than queued without bound.
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 from collections import deque
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
-
-import numpy as np
-import numpy.typing as npt
+from typing import NamedTuple
 
 from app.pipeline.base import Candidate, Context
 from app.pipeline.generators import exact_top
@@ -32,13 +28,10 @@ __all__ = [
     "Figure",
     "Recall",
     "RecallSampler",
-    "ndcg_at",
-    "paired_bootstrap",
     "recall_at",
 ]
 
 WINDOW = 1000
-K = TypeVar("K", bound=Hashable)  # a document id
 
 
 @dataclass
@@ -149,22 +142,3 @@ def recall_at(got: Sequence[int | str], relevant: AbstractSet[int | str], k: int
     if not relevant:
         return 0.0
     return len(set(got[:k]) & relevant) / min(len(relevant), k)
-
-
-def ndcg_at(got: Sequence[K], grades: Mapping[K, float], k: int) -> float:
-    """nDCG@k with linear gains (``trec_eval``'s ``ndcg_cut``, as BEIR reports it).
-
-    >>> round(ndcg_at(["a", "x", "b"], {"a": 1, "b": 2}, 10), 4)
-    0.7602
-    """
-    dcg = sum(grades.get(d, 0.0) / math.log2(i + 2) for i, d in enumerate(got[:k]))
-    ideal = sorted((g for g in grades.values() if g > 0), reverse=True)[:k]
-    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0.0
-
-
-def paired_bootstrap(diff: npt.NDArray[Any], seed: int = 0, n: int = 10_000) -> tuple[float, float]:
-    """95% paired-bootstrap interval of the mean of per-query differences ``diff (q,)``."""
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), (n, len(diff)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))

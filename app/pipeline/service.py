@@ -16,9 +16,10 @@ from app.pipeline.base import DENSE, MULTI, Context
 from app.pipeline.hypencoder import Heads
 from app.pipeline.named import NamedPipelines
 from app.pipeline.plan import Plan, Result, parse, run
-from app.pipeline.quality import RecallSampler, ndcg_at, recall_at
+from app.pipeline.quality import RecallSampler, recall_at
 from app.search import Outcome, Query
 from app.store.tokens import TokenBatch
+from encoders.evaluation import ndcg as ndcg_of
 
 if TYPE_CHECKING:
     from app.service import SearchService
@@ -204,7 +205,7 @@ class Pipelines:
                 res = run(plan, self.context(col, plan, q, flt))
                 got = [str(pid) for pid, _ in res.hits]
                 grades = qrels[qid]
-                ndcg.append(ndcg_at(got, grades, k))
+                ndcg.append(ndcg_of(got, grades, k) or 0.0)  # no relevant point: 0
                 rec.append(recall_at(got, {d for d, g in grades.items() if g > 0}, plan.k))
                 took.append(res.took_ms)
             results.append(
