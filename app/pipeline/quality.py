@@ -1,5 +1,5 @@
-"""Measured quality: a background recall sampler over live queries, and offline metrics
-(nDCG@k, recall@k) for labelled query sets (``POST /collections/{name}/evaluate``).
+"""Measured quality: a background recall sampler over live queries, and recall@k, which it and
+``POST /collections/{name}/evaluate`` share (nDCG is :func:`encoders.evaluation.ndcg`).
 
 The sampler re-runs a random ``rate`` fraction of live queries exactly (brute force, same
 filter) on one background thread and keeps, per collection and pipeline, the recall@k of what
