@@ -22,9 +22,9 @@ from app.cli_train import (
     ip_init,
     mine_lists,
     rank_metrics,
-    read_pairs,
     split_queries,
 )
+from app.train_data import read_pairs
 from encoders import encoder_factory
 from encoders.evaluation import ndcg_at_k, recall_at_k
 from index.flat import FlatIndex
