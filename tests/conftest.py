@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,3 +45,12 @@ def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as c:
         wait_ready(c)
         yield c
+
+
+@pytest.fixture(scope="module")
+def no_fsync() -> Iterator[None]:
+    """``os.fsync`` and ``fdatasync`` as no-ops: for tests of logic, not durability."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "fsync", lambda fd: None)
+        mp.setattr(os, "fdatasync", lambda fd: None)
+        yield

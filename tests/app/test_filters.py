@@ -19,10 +19,6 @@ from support import fuzz_settings
 from app.filters import Filter, evaluate, point_key, to_sql
 from app.store.points import PointStore
 
-# Hypothesis's pytest plugin imports its (libcst-based) patch writer when a test fails; under
-# this repo's filterwarnings=error a DeprecationWarning from mypy_extensions raised inside that
-# hook turns every hypothesis failure into an INTERNALERROR that hides the report. Import it
-
 Point = tuple[int | str, Any]
 
 SETTINGS = fuzz_settings(300)

@@ -8,7 +8,6 @@ exactly those points.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,20 +26,13 @@ from app.search import Query, search
 from app.store.catalog import CollectionConfig
 from app.store.points import PointStore
 
-# See test_filters.py: a hypothesis failure report must not turn into an INTERNALERROR under
-
 SETTINGS = fuzz_settings(100)
 
 Point = tuple[int | str, Any]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _no_fsync() -> Iterator[None]:
-    """Durability is not under test here; the WAL's fsyncs would be most of the run time."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(os, "fsync", lambda fd: None)
-        mp.setattr(os, "fdatasync", lambda fd: None)
-        yield
+# Durability is not what these tests check, and fsyncs were most of their run time.
+pytestmark = pytest.mark.usefixtures("no_fsync")
 
 
 def agrees(store: PointStore, points: list[Point], flt: Filter) -> set[str]:

@@ -27,11 +27,7 @@ from app.store.wal import (
     encode_upsert,
 )
 
-# Hypothesis's pytest plugin imports its (libcst-based) patch writer when a test fails; under
-# this repo's filterwarnings=error a DeprecationWarning from mypy_extensions raised inside that
-# hook turns every hypothesis failure into an INTERNALERROR that hides the report. Import it
-
-SETTINGS = fuzz_settings(200, large_data=False)  # as before the helper: too_slow only
+SETTINGS = fuzz_settings(200, large_data=False)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ collection opening on a damaged log.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import struct
 import tempfile
@@ -49,18 +48,11 @@ from app.store.wal import (
     encode_upsert,
 )
 
-# See test_wal.py: a hypothesis failure report must not turn into an INTERNALERROR under
-
 SETTINGS = fuzz_settings(100)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _no_fsync() -> Iterator[None]:
-    """Durability is not what these tests check, and fsyncs were most of their run time."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(os, "fsync", lambda fd: None)
-        mp.setattr(os, "fdatasync", lambda fd: None)
-        yield
+# Durability is not what these tests check, and fsyncs were most of their run time.
+pytestmark = pytest.mark.usefixtures("no_fsync")
 
 
 @dataclass(frozen=True)
