@@ -18,8 +18,8 @@ as (approximately) that inner product (``--init ip``): the q-net's output weight
 standardised mean of the query's token vectors and its hidden layers start near zero, so
 training moves away from the first stage rather than from noise. Needs torch (the
 ``innerspace[torch]`` extra); the saved head (``HyperHead.save`` format: ``config.json`` +
-``head.npz``, not safetensors, which is no dependency; ``--float16`` halves the file) is served
-by the ``hypencoder`` stage without it.
+``head.safetensors``; ``--float16`` halves the file) is served by the ``hypencoder`` stage
+without it.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ from rich.table import Table
 
 from app.train_data import bar, console, encode_dense, encode_tokens, read_pairs, with_threads
 from encoders.evaluation import ndcg, paired_bootstrap
+from encoders.files import sha256_file
 from index.base import F32, I64
 from index.hypencoder import HypencoderReranker
-from index.hypencoder_head import HeadConfig, HyperHead, init_params, sha256_file
+from index.hypencoder_head import ARRAYS, HeadConfig, HyperHead, init_params
 
 __all__ = [
     "add_train",
@@ -404,9 +405,9 @@ def _run(args: argparse.Namespace) -> int:
     saved.info["test"] = report
     saved.info["seconds"] = time.perf_counter() - started
     saved.save(args.out, args.float16)
-    size = (args.out / "head.npz").stat().st_size
+    size = (args.out / ARRAYS).stat().st_size
     say(
-        f"saved {args.out} (best epoch {res.best_epoch + 1} of {cfg.epochs}, head.npz "
+        f"saved {args.out} (best epoch {res.best_epoch + 1} of {cfg.epochs}, {ARRAYS} "
         f"{size / 1e6:.1f} MB, {res.seconds:.0f} s training)"
     )
     return 0

@@ -21,7 +21,8 @@ from index.base import F32, IdSelector, SearchResult
 from index.merge import merge_results
 from index.muvera import MuveraIndex
 from index.params import SpecError
-from index.spec import index_factory, lookup, parse_spec
+from index.spec import canonical as canonical_of
+from index.spec import index_factory, lookup, parse_spec, query_stages
 
 if TYPE_CHECKING:
     from app.collection import Collection
@@ -43,10 +44,15 @@ def is_multivector(spec: str) -> bool:
 def canonical_spec(dim: int, spec: str, multivector: bool, name: str | None = None) -> str:
     """The canonical form of ``spec`` after checking it suits the collection's kind (422)."""
     try:
-        canonical = index_factory(dim, spec).spec
+        canonical = canonical_of(spec, dim)
+        reranked = bool(query_stages(spec))
     except (SpecError, ValueError) as exc:
         raise InvalidInput(f"bad index spec {spec!r}: {exc}") from None
     what = f"collection {name!r}" if name else "the collection"
+    if multivector and reranked:
+        raise InvalidInput(
+            f"index {spec!r}: Hypencoder re-ranks dense vectors; {what} is multi-vector"
+        )
     if multivector and not is_multivector(canonical):
         raise InvalidInput(
             f"index {spec!r} is a dense index; {what} is multi-vector and needs a Muvera index, "

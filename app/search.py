@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -25,6 +25,9 @@ from index.base import F32, IdSelector, SearchResult
 from index.flat import FlatIndex
 from index.merge import merge_results
 from index.spec import knobs
+
+if TYPE_CHECKING:
+    from app.pipeline.base import Trace
 
 #: Scans per group of queries when concurrent writes replaced some of their hits meanwhile
 #: (each retry sees a newer state; a write storm that outruns them all leaves fewer hits).
@@ -47,7 +50,7 @@ class Query:
     score_threshold: float | None = None
     with_payload: bool = True
     with_vector: bool = False
-    params: dict[str, int | float | bool] = field(default_factory=dict)
+    params: dict[str, int | float | bool | str] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Outcome:
     hits: list[Hit] = field(default_factory=list)
     exact: bool = True
     took_ms: float = 0.0
+    stages: list[Trace] | None = None  # a search that re-ranked: what each stage did
 
 
 def _query_vectors(
@@ -125,6 +129,9 @@ def search(col: Collection, queries: list[Query], max_k: int) -> list[Outcome]:
             )
     accepted = set(knobs(col.config.index))
     for i, q in enumerate(queries):
+        text = [k for k, v in q.params.items() if isinstance(v, str)]
+        if text:
+            raise InvalidInput(f"searches[{i}].params.{text[0]}: must be a number or boolean")
         unknown = set(q.params) - accepted
         if unknown:
             takes = ", ".join(sorted(accepted)) or "none"

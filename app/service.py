@@ -21,6 +21,7 @@ from app.guard import check_build
 from app.jobs import HANDLERS, Job, JobRunner, JobTable
 from app.jobs.imports import detect_format
 from app.multivector import canonical_spec, default_spec
+from app.pipeline.rerank import check_spec, rerank_of, search_reranked
 from app.pipeline.service import Pipelines
 from app.search import Outcome, Query, search
 from app.store import snapshots as snapmod
@@ -146,6 +147,7 @@ class SearchService:
         if index is None:
             index = default_spec(dim) if multivector else "Flat"
         spec = canonical_spec(dim, index, multivector, name)
+        check_spec(self.pipelines.heads, dim, spec)
         config = CollectionConfig(
             name,
             dim,
@@ -187,27 +189,43 @@ class SearchService:
             raise InvalidInput(
                 f"at most {self.settings.max_search_batch} searches per batch, got {len(queries)}"
             )
+        col = self.collection(name)
         texts = [i for i, q in enumerate(queries) if q.text is not None]
+        for i in texts:
+            q = queries[i]
+            if q.vector is not None or q.vectors is not None or q.point_id is not None:
+                raise InvalidInput(f"searches[{i}]: give exactly one of 'vector', 'id', 'text'")
+        for spec in {queries[i].encoder for i in texts} - {None}:
+            self.encoding.for_collection(col.config, spec)  # every named encoder: the collection's
+        max_k = self.settings.max_k
+        reranks = [
+            rerank_of(col, q, f"searches[{i}]", max_k, self.pipelines)
+            for i, q in enumerate(queries)
+        ]
+        out: dict[int, Outcome] = {
+            i: search_reranked(self.pipelines, col, queries[i], r, f"searches[{i}]")
+            for i, r in enumerate(reranks)
+            if r is not None
+        }
+        plain = [i for i in range(len(queries)) if i not in out]
+        if not plain:
+            return [out[i] for i in range(len(queries))]
+        for i in plain:  # "rerank": "none" is spent
+            queries[i].params.pop("rerank", None)
+        texts = [i for i in plain if queries[i].text is not None]
         if texts:
-            for i in texts:
-                q = queries[i]
-                if q.vector is not None or q.vectors is not None or q.point_id is not None:
-                    raise InvalidInput(f"searches[{i}]: give exactly one of 'vector', 'id', 'text'")
-            asked = {queries[i].encoder for i in texts} - {None}
-            for spec in asked:  # every named encoder must be the collection's
-                self.encoding.for_collection(self.collection(name).config, spec)
             vectors = self.encode_queries(name, [queries[i].text or "" for i in texts], None)
-            multi = self.collection(name).multivector
             for i, v in zip(texts, vectors, strict=True):
-                if multi:
+                if col.multivector:
                     queries[i] = replace(queries[i], vectors=v, text=None)
                 else:
                     queries[i] = replace(queries[i], vector=v, text=None)
-        col = self.collection(name)
-        outcomes = search(col, queries, self.settings.max_k)
+        rest = [queries[i] for i in plain]
+        outcomes = search(col, rest, max_k)
         if self.pipelines.sampler.rate > 0 and not col.multivector:
-            self.pipelines.sample_searches(col, queries, outcomes)
-        return outcomes
+            self.pipelines.sample_searches(col, rest, outcomes)
+        out.update(zip(plain, outcomes, strict=True))
+        return [out[i] for i in range(len(queries))]
 
     def check_batch(self, n: int) -> None:
         if n > self.settings.max_batch_points:
@@ -335,6 +353,7 @@ class SearchService:
         """Queue a (re)build of ``name``'s index under ``spec``."""
         col = self.collection(name)
         canonical = canonical_spec(col.dim, spec, col.multivector, name)
+        check_spec(self.pipelines.heads, col.dim, canonical)
         check_build(self, name, canonical)  # 507 past INNERSPACE_MEMORY_BUDGET_BYTES
         return self.jobs.submit("build", name, {"spec": canonical})
 

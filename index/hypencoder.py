@@ -195,18 +195,20 @@ class QNetSource(Protocol):
 
 @dataclass(frozen=True)
 class HypencoderParams:
-    """``Hypencoder(path=<head dir>,candidates=100)``: a stage after any first stage.
+    """``Hypencoder(model=<head>,candidates=1000)``: re-rank what any index finds.
 
-    ``path``: a directory written by ``HyperHead.save`` (local only; nothing is downloaded).
-    ``candidates``: first-stage hits per query that the q-net re-scores.
+    ``model``: a head's name (the service looks in its heads directory, then among the heads
+    bundled with the package) or an absolute path to a head directory (``HyperHead.save``;
+    local only, nothing is downloaded). ``candidates``: first-stage hits per query that the
+    q-net re-scores.
     """
 
-    path: str
-    candidates: int = 100
+    model: str
+    candidates: int = 1000
 
     def __post_init__(self) -> None:
-        if not self.path:
-            raise ValueError("path must name a head directory (HyperHead.save)")
+        if not self.model:
+            raise ValueError("model must name a head or a head directory (HyperHead.save)")
         if self.candidates < 1:
             raise ValueError(f"candidates must be >= 1, got {self.candidates}")
 
@@ -221,11 +223,19 @@ class HypencoderReranker:
         self.store = store
 
     @classmethod
-    def from_params(cls, params: HypencoderParams, store: VectorStore) -> HypencoderReranker:
-        """Load the head named by a spec's ``Hypencoder(path=...)`` part."""
+    def from_params(
+        cls, params: HypencoderParams, store: VectorStore, heads: Path | None = None
+    ) -> HypencoderReranker:
+        """Load the head of a spec's ``Hypencoder(model=...)`` part: a directory path, or a
+        name under ``heads``."""
         from index.hypencoder_head import HyperHead
 
-        return cls(HyperHead.load(Path(params.path).expanduser()), store)
+        path = Path(params.model).expanduser()
+        if not path.is_absolute():
+            if heads is None:
+                raise ValueError(f"model {params.model!r} is a name; give the heads directory")
+            path = heads / params.model
+        return cls(HyperHead.load(path), store)
 
     def rerank(self, query: F32, candidates: I64, k: int) -> SearchResult:
         """Best ``k`` of ``candidates (m,) int64`` by the q-net of ``query``.

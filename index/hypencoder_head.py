@@ -15,12 +15,13 @@ has no learned parameters. Only inference lives here (numpy); ``index.hypencoder
 the same parameters with torch, an optional extra.
 
 A head is saved as a directory: ``config.json`` (shapes, seed, training summary, sha256 of the
-arrays) and ``head.npz`` (float32 arrays named ``<tensor>.<param>``).
+arrays) and ``head.safetensors`` (float32 or float16 arrays named ``<tensor>.<param>``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -31,14 +32,27 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import safetensors.numpy
 
 from index.base import F32
 from index.hypencoder import QNet, layer_norm
 
-__all__ = ["FORMAT", "PARAM_NAMES", "HeadConfig", "HyperHead", "TensorShape"]
+__all__ = [
+    "ARRAYS",
+    "FORMAT",
+    "PARAM_NAMES",
+    "HeadConfig",
+    "HyperHead",
+    "TensorShape",
+    "arrays_file",
+]
 
 #: ``config.json`` "format" value; a directory with another one is refused.
-FORMAT = "innerspace-hypencoder-head/1"
+FORMAT = "innerspace-hypencoder-head/2"
+#: The first format: the same arrays in ``head.npz`` (still read).
+FORMAT_NPZ = "innerspace-hypencoder-head/1"
+#: The arrays' file name in a head directory.
+ARRAYS = "head.safetensors"
 #: Learned arrays of each generated tensor.
 PARAM_NAMES = ("query", "key_w", "key_b", "value_w", "value_b", "proj_w", "proj_b", "base")
 
@@ -201,20 +215,18 @@ class HyperHead:
         return QNet.stack([self.qnet(q) for q in queries])
 
     def save(self, path: Path, float16: bool = False) -> None:
-        """Write ``config.json`` + ``head.npz`` into directory ``path`` (each file atomically);
+        """Write ``config.json`` + ``head.safetensors`` into directory ``path`` (each file
+        atomically, arrays first, so a reader never sees a config without its arrays);
         ``float16`` stores the arrays as float16 (:meth:`load` widens them back to float32),
         halving the file at a relative rounding of ~5e-4."""
         path.mkdir(parents=True, exist_ok=True)
-        arrays = path / "head.npz"
         dtype = np.float16 if float16 else np.float32
-        fd, tmp = tempfile.mkstemp(dir=path, suffix=".npz")
-        with os.fdopen(fd, "wb") as f:
-            arrays_out = {k: v.astype(dtype, copy=False) for k, v in self.params.items()}
-            np.savez(f, **arrays_out)  # type: ignore[arg-type]
-            f.flush()
-            os.fsync(f.fileno())
-        digest = sha256_file(Path(tmp))
-        os.replace(tmp, arrays)
+        arrays = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in self.params.items()}
+        # safetensors: a flat, mmap-able format that cannot execute code on load (unlike
+        # pickle), read by torch, numpy and the other frameworks alike.
+        blob = safetensors.numpy.save(arrays, metadata={"format": FORMAT})
+        digest = hashlib.sha256(blob).hexdigest()
+        _write_atomic(path / ARRAYS, blob)
         info = {**self.info, "storage": "float16"} if float16 else self.info
         meta = {
             "format": FORMAT,
@@ -222,35 +234,47 @@ class HyperHead:
             "sha256": digest,
             "info": info,
         }
-        fd, tmp = tempfile.mkstemp(dir=path, suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(meta, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path / "config.json")
+        _write_atomic(path / "config.json", json.dumps(meta, indent=1, sort_keys=True).encode())
 
     @classmethod
     def load(cls, path: Path) -> HyperHead:
-        """Read a head saved by :meth:`save`; refuses another format or corrupted arrays."""
+        """Read a head saved by :meth:`save` (or an earlier ``head.npz`` one); refuses another
+        format or arrays whose sha256 differs from the config's."""
         cfg_file = path / "config.json"
         if not cfg_file.is_file():
             raise FileNotFoundError(f"no Hypencoder head at {path} (missing config.json)")
         meta = json.loads(cfg_file.read_text())
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{cfg_file}: format {meta.get('format')!r}, expected {FORMAT!r}")
-        arrays = path / "head.npz"
-        if sha256_file(arrays) != meta["sha256"]:
+        fmt = meta.get("format")
+        if fmt not in (FORMAT, FORMAT_NPZ):
+            raise ValueError(f"{cfg_file}: format {fmt!r}, expected {FORMAT!r}")
+        arrays = path / (ARRAYS if fmt == FORMAT else "head.npz")
+        blob = arrays.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
             raise ValueError(f"{arrays} does not match the sha256 in config.json")
         config = HeadConfig(**meta["config"])
-        with np.load(arrays, allow_pickle=False) as z:
-            params = {k: np.ascontiguousarray(z[k], dtype=np.float32) for k in z.files}
+        if fmt == FORMAT:
+            raw = safetensors.numpy.load(blob)
+        else:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+                raw = {k: z[k] for k in z.files}
+        params = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in raw.items()}
         return cls(config, params, dict(meta.get("info", {})))
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def arrays_file(path: Path) -> Path:
+    """The arrays file of the head directory ``path`` (either format)."""
+    npz = path / "head.npz"
+    return npz if npz.is_file() and not (path / ARRAYS).is_file() else path / ARRAYS
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=target.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from index.base import Index
-from index.params import SpecError, bind
+from index.params import SpecError, bind, canonical_part
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _KEY = re.compile(r"[a-z][a-z0-9_]*")
@@ -124,6 +124,11 @@ STAGES: dict[str, str] = {
     "Hypencoder": "index.hypencoder:HypencoderParams",
 }
 
+#: Stages that end a spec but run after the index rather than inside it, because they read
+#: more of the query than its vector (the Hypencoder builds its q-net from the query text):
+#: :func:`index_factory` builds the index before them and the service applies them.
+QUERY_STAGES = ("Hypencoder",)
+
 
 def _resolve(kind: str, table: dict[str, str], name: str) -> Any:
     try:
@@ -172,16 +177,43 @@ def stage_params(part: Part) -> Any:
     return bind(part.name, _Holder, part)
 
 
+def split_query_stages(spec: str) -> tuple[IndexSpec, tuple[Part, ...]]:
+    """``(the index's parts, its trailing query stages)``.
+
+    >>> [str(p) for p in split_query_stages("Flat,Hypencoder(model=minilm-debian)")[1]]
+    ['Hypencoder(model=minilm-debian)']
+    """
+    parts = parse_spec(spec).parts
+    cut = len(parts)
+    while cut and parts[cut - 1].name in QUERY_STAGES:
+        cut -= 1
+    if cut == 0:
+        raise SpecError(
+            f"{parts[0].name} re-ranks what an index finds; put an index first, e.g. "
+            f"'Flat,{parts[0]}'"
+        )
+    return IndexSpec(parts[:cut]), parts[cut:]
+
+
+def query_stages(spec: str) -> list[Any]:
+    """The bound ``Params`` of a spec's trailing query stages (``[]`` for most specs)."""
+    return [stage_params(p) for p in split_query_stages(spec)[1]]
+
+
 def index_factory(dim: int, spec: str) -> Index:
     """Build an empty index of dimension ``dim`` from its spec string.
 
     A spec of several parts is handed to the first part's class: ``cls.compose(dim, params,
     rest)`` builds the composite (e.g. ``Binary(...),Rescore(...)`` or
-    ``Muvera(...),Flat,MaxSim(...)``) and prints it back as its ``spec``.
+    ``Muvera(...),Flat,MaxSim(...)``) and prints it back as its ``spec``. Trailing
+    :data:`QUERY_STAGES` are checked and left out: the index is what comes before them
+    (:func:`canonical` prints the whole spec).
     """
     if not isinstance(dim, int) or dim <= 0:
         raise SpecError(f"dim must be a positive integer, got {dim!r}")
-    parsed = parse_spec(spec)
+    parsed, tail = split_query_stages(spec)
+    for p in tail:
+        stage_params(p)
     part, rest = parsed.parts[0], list(parsed.parts[1:])
     cls = lookup(part.name)
     params = bind(part.name, cls, part)
@@ -199,5 +231,7 @@ def index_factory(dim: int, spec: str) -> Index:
 
 
 def canonical(spec: str, dim: int = 128) -> str:
-    """The canonical form of a spec string (parameters complete and ordered)."""
-    return index_factory(dim, spec).spec
+    """The canonical form of a spec string (parameters complete and ordered), query stages
+    included."""
+    tail = [canonical_part(p.name, stage_params(p)) for p in split_query_stages(spec)[1]]
+    return ",".join([index_factory(dim, spec).spec, *tail])

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.api.schemas import Hit, _Body
+from app.api.schemas import Hit, StageTrace, _Body
 from app.filters import Filter, PointId
 
 _STAGES = (
@@ -41,18 +41,6 @@ class QueryRequest(_Body):
         False, description="also run exact search and report recall@k of the hits against it"
     )
     with_payload: bool = True
-
-
-class StageTrace(BaseModel):
-    stage: str
-    input: int = Field(description="candidates given to the stage")
-    output: int = Field(description="candidates it passed on")
-    took_ms: float
-    exact: bool
-    min_score: float | None = Field(None, description="lowest score it passed on")
-    max_score: float | None = Field(None, description="highest score it passed on")
-    note: str | None = Field(None, description="how it ran, e.g. the filter strategy")
-    of: list[StageTrace] | None = Field(None, description="the fused stages (rrf, weighted)")
 
 
 class QueryResponse(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -11,10 +11,14 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StrictInt,
+    StrictStr,
     model_validator,
 )
 
 from app.filters import Filter, PointId
+
+if TYPE_CHECKING:
+    from app.pipeline.base import Trace
 
 
 class _Body(BaseModel):
@@ -159,10 +163,12 @@ class SearchRequest(_Body):
     score_threshold: float | None = None
     with_payload: bool = True
     with_vector: bool = False
-    params: dict[str, StrictInt | StrictFloat | StrictBool] = Field(
+    params: dict[str, StrictInt | StrictFloat | StrictBool | StrictStr] = Field(
         default_factory=dict,
         description='index search parameters for this query, e.g. {"ef_search": 256}; '
-        'multi-vector: {"candidates": 200, "exact": true}',
+        'multi-vector: {"candidates": 200, "exact": true}; re-ranking (with \'text\'): '
+        '{"rerank": "hypencoder", "candidates": 1000, "head": "minilm-debian"}, or '
+        '{"rerank": "none"} to skip the re-ranking an index spec sets',
     )
 
     @model_validator(mode="after")
@@ -183,10 +189,39 @@ class Hit(BaseModel):
     vectors: list[list[float]] | None = None
 
 
+class StageTrace(BaseModel):
+    stage: str
+    input: int = Field(description="candidates given to the stage")
+    output: int = Field(description="candidates it passed on")
+    took_ms: float
+    exact: bool
+    min_score: float | None = Field(None, description="lowest score it passed on")
+    max_score: float | None = Field(None, description="highest score it passed on")
+    note: str | None = Field(None, description="how it ran, e.g. the filter strategy")
+    of: list[StageTrace] | None = Field(None, description="the fused stages (rrf, weighted)")
+
+    @classmethod
+    def from_trace(cls, t: Trace) -> StageTrace:
+        return cls(
+            stage=t.stage,
+            input=t.input,
+            output=t.output,
+            took_ms=t.took_ms,
+            exact=t.exact,
+            min_score=t.min_score,
+            max_score=t.max_score,
+            note=t.note,
+            of=None if t.of is None else [cls.from_trace(s) for s in t.of],
+        )
+
+
 class SearchResponse(BaseModel):
     hits: list[Hit]
     exact: bool
     took_ms: float
+    stages: list[StageTrace] | None = Field(
+        None, description="a search that re-ranked (params.rerank): what each stage did"
+    )
 
 
 class BatchSearchRequest(_Body):

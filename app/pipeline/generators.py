@@ -32,7 +32,7 @@ class IndexStage(Stage):
             isinstance(v, int | float | bool) for v in params.values()
         ):
             raise InvalidInput(f"{where}.params: must be an object of numbers or booleans")
-        self.params: dict[str, int | float | bool] = params
+        self.params: dict[str, int | float | bool | str] = params
         self.needs = frozenset({"query"})
 
     def run(

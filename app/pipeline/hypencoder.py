@@ -15,6 +15,7 @@ stored float vector. Heads are loaded once and reloaded when their files change.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from pathlib import Path
@@ -29,7 +30,7 @@ from app.pipeline.base import DENSE, Candidate, Context, Stage, Trace
 from app.pipeline.rescorers import stored, top
 from index.base import F32
 from index.flat import _blas
-from index.hypencoder_head import HyperHead
+from index.hypencoder_head import HyperHead, arrays_file
 
 __all__ = ["BUNDLED", "Heads", "HypencoderStage"]
 
@@ -60,19 +61,53 @@ class Heads:
         return sorted(local), sorted(set(_heads_in(self.bundled)) - set(local))
 
     def path(self, name: str) -> Path | None:
-        """The directory of head ``name``: the heads directory first, then the bundled heads;
-        None when neither has it."""
-        for root in (self.root, self.bundled):
-            if (root / name / "config.json").is_file():
-                return root / name
+        """The directory of head ``name``: the heads directory first, then the bundled heads
+        (an absolute path, which only an index spec may give, is taken as it is); None when
+        there is no head there."""
+        roots = [Path(name).parent] if Path(name).is_absolute() else [self.root, self.bundled]
+        for root in roots:
+            if (root / Path(name).name / "config.json").is_file():
+                return root / Path(name).name
         return None
+
+    def default_for(self, encoder: str | None, dim: int) -> str:
+        """The head a search gets when it asks to re-rank without naming one: the one head
+        trained on ``dim``-d documents of ``encoder`` (the collection's), looked for in the
+        heads directory first, then among the bundled ones."""
+        local, bundled = self.known()
+        model = _model_name(encoder)
+        for names in (local, bundled):
+            fits = [n for n in names if model and self._fits(n) == (model, dim)]
+            if len(fits) == 1:
+                return fits[0]
+            if fits:
+                raise InvalidInput(
+                    f"params.head: several heads fit encoder {encoder!r} ({', '.join(fits)}); "
+                    "name one"
+                )
+        known = ", ".join(local + bundled) or "none"
+        raise InvalidInput(
+            f"params.head: no hypencoder head was trained for {dim}-d vectors of encoder "
+            f"{encoder!r}; name one "
+            f"(known: {known})"
+        )
+
+    def _fits(self, name: str) -> tuple[str | None, int]:
+        """``(document encoder model, document dim)`` of a head, from its config only."""
+        path = self.path(name)
+        try:
+            assert path is not None
+            config = json.loads((path / "config.json").read_text())["config"]
+            return _model_name(str(config["doc_encoder"])), int(config["dim"])
+        except (AssertionError, OSError, ValueError, KeyError, TypeError):
+            return None, 0
 
     def head(self, name: str) -> HyperHead:
         path = self.path(name)
         try:
             if path is None:
                 raise FileNotFoundError(name)
-            stamp = max((path / f).stat().st_mtime for f in ("config.json", "head.npz"))
+            stamp = max(f.stat().st_mtime for f in (path / "config.json", arrays_file(path)))
         except OSError:
             local, bundled = self.known()
             known = ", ".join(local) or f"none; put heads under {self.root}"
@@ -113,6 +148,14 @@ class HypencoderStage(Stage):
             raise InvalidInput(f"{where}.head: name a head directory, got {head!r}")
         self.head = head
 
+    @classmethod
+    def of_model(cls, where: str, model: str, k: int, max_k: int) -> HypencoderStage:
+        """The stage for a head name or, from an index spec, a head directory's path (the
+        HTTP ``head`` argument takes names only)."""
+        stage = cls(where, {"k": k, "head": "spec"}, max_k)
+        stage.head = model
+        return stage
+
     def run(
         self, ctx: Context, cands: list[Candidate]
     ) -> tuple[list[Candidate], bool, list[Trace] | None]:
@@ -134,3 +177,9 @@ class HypencoderStage(Stage):
         with _blas.single_threaded():
             scores = head.qnet(tokens).scores(np.stack(rows))
         return top(kept, scores, self.k), True, None
+
+
+def _model_name(spec: str | None) -> str | None:
+    """An encoder spec's model name: ``minilm(threads=2)`` -> ``minilm`` (options such as
+    threads or batch size do not change the vectors a head was trained on)."""
+    return spec.partition("(")[0].strip() or None if spec else None

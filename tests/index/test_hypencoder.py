@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.numpy
 
 import index.hypencoder as hyp
 from index.flat import FlatIndex
 from index.hypencoder import HypencoderParams, HypencoderReranker, QNet, layer_norm
-from index.hypencoder_head import HeadConfig, HyperHead
+from index.hypencoder_head import FORMAT_NPZ, HeadConfig, HyperHead, arrays_file
 from index.params import SpecError, canonical_part
-from index.spec import parse_spec, stage_params
+from index.spec import (
+    canonical,
+    index_factory,
+    parse_spec,
+    query_stages,
+    split_query_stages,
+    stage_params,
+)
 
 D, TD = 16, 12
 
@@ -152,8 +162,11 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     q = _tokens(np.random.default_rng(0))
     docs = np.random.default_rng(1).standard_normal((5, D)).astype(np.float32)
     np.testing.assert_array_equal(back.qnet(q).scores(docs), head.qnet(q).scores(docs))
+    # The arrays are a plain safetensors file any framework reads.
+    flat = safetensors.numpy.load_file(str(tmp_path / "h" / "head.safetensors"))
+    assert all(np.array_equal(flat[k], head.params[k]) for k in head.params)
     # A changed byte in the arrays or another format is refused.
-    arrays = tmp_path / "h" / "head.npz"
+    arrays = tmp_path / "h" / "head.safetensors"
     raw = bytearray(arrays.read_bytes())
     raw[-100] ^= 1
     arrays.write_bytes(bytes(raw))
@@ -165,6 +178,28 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
         HyperHead.load(tmp_path / "h")
     with pytest.raises(FileNotFoundError):
         HyperHead.load(tmp_path / "nothing")
+
+
+def test_float16_and_first_format_heads_load(tmp_path: Path) -> None:
+    head = _head(seed=4)
+    head.save(tmp_path / "h16", float16=True)
+    back = HyperHead.load(tmp_path / "h16")
+    assert back.info["storage"] == "float16"
+    for k, v in head.params.items():
+        np.testing.assert_array_equal(back.params[k], v.astype(np.float16).astype(np.float32))
+    # A head written in the first format (head.npz) still loads, checksum included.
+    old = tmp_path / "old"
+    old.mkdir()
+    np.savez(old / "head.npz", **head.params)  # type: ignore[arg-type]
+    digest = hashlib.sha256((old / "head.npz").read_bytes()).hexdigest()
+    meta = {"format": FORMAT_NPZ, "config": asdict(head.config), "sha256": digest, "info": {}}
+    (old / "config.json").write_text(json.dumps(meta))
+    assert arrays_file(old) == old / "head.npz"
+    loaded = HyperHead.load(old)
+    assert all(np.array_equal(loaded.params[k], head.params[k]) for k in head.params)
+    (old / "config.json").write_text(json.dumps(dict(meta, sha256="0" * 64)))
+    with pytest.raises(ValueError, match="sha256"):
+        HyperHead.load(old)
 
 
 def test_rerank_equals_scoring_each_candidate() -> None:
@@ -194,16 +229,37 @@ def test_rerank_equals_scoring_each_candidate() -> None:
 
 
 def test_spec_stage(tmp_path: Path) -> None:
-    part = parse_spec(f"Flat,Hypencoder(path={tmp_path}/h,candidates=50)").parts[1]
+    part = parse_spec(f"Flat,Hypencoder(model={tmp_path}/h,candidates=50)").parts[1]
     params = stage_params(part)
     assert params == HypencoderParams(f"{tmp_path}/h", 50)
-    assert canonical_part("Hypencoder", params) == f"Hypencoder(path={tmp_path}/h,candidates=50)"
-    assert stage_params(parse_spec("Hypencoder(path=/x)").parts[0]).candidates == 100
-    with pytest.raises(SpecError, match="path"):
+    assert canonical_part("Hypencoder", params) == f"Hypencoder(model={tmp_path}/h,candidates=50)"
+    assert stage_params(parse_spec("Hypencoder(model=x)").parts[0]).candidates == 1000
+    with pytest.raises(SpecError, match="model"):
         stage_params(parse_spec("Hypencoder(candidates=5)").parts[0])
     with pytest.raises(SpecError, match="candidates must be >= 1"):
-        stage_params(parse_spec("Hypencoder(path=/x,candidates=0)").parts[0])
+        stage_params(parse_spec("Hypencoder(model=x,candidates=0)").parts[0])
     _head().save(tmp_path / "h")
     index, _ = _store()
-    rr = HypencoderReranker.from_params(params, index)
-    assert rr.head.config == _head().config
+    assert HypencoderReranker.from_params(params, index).head.config == _head().config
+    by_name = HypencoderReranker.from_params(HypencoderParams("h"), index, heads=tmp_path)
+    assert by_name.head.config == _head().config
+    with pytest.raises(ValueError, match="heads directory"):
+        HypencoderReranker.from_params(HypencoderParams("h"), index)
+
+
+def test_spec_query_stage_follows_any_index() -> None:
+    spec = "HNSW(m=8),Hypencoder(model=minilm-debian,candidates=200)"
+    idx, tail = split_query_stages(spec)
+    assert str(idx) == "HNSW(m=8)" and [str(p) for p in tail] == [spec.split(",", 1)[1]]
+    assert query_stages(spec) == [HypencoderParams("minilm-debian", 200)]
+    assert query_stages("Flat") == []
+    # The index is what precedes the stage; the canonical spec keeps both.
+    assert index_factory(D, spec).spec == index_factory(D, "HNSW(m=8)").spec
+    assert canonical(spec, D) == index_factory(D, "HNSW(m=8)").spec + (
+        ",Hypencoder(model=minilm-debian,candidates=200)"
+    )
+    assert canonical(canonical(spec, D), D) == canonical(spec, D)
+    with pytest.raises(SpecError, match="put an index first"):
+        index_factory(D, "Hypencoder(model=x)")
+    with pytest.raises(SpecError, match="candidates must be >= 1"):
+        index_factory(D, "Flat,Hypencoder(model=x,candidates=0)")

@@ -15,29 +15,12 @@ from app.api.pipeline_schemas import (
     Quality,
     QueryRequest,
     QueryResponse,
-    StageTrace,
 )
-from app.api.schemas import Hit
+from app.api.schemas import Hit, StageTrace
 from app.errors import InvalidInput
-from app.pipeline import Trace
 from app.pipeline.service import QueryInput
 
 router = APIRouter(prefix="/collections/{name}", tags=["search"])
-
-
-def _trace(t: Trace) -> StageTrace:
-    sub = None if t.of is None else [_trace(s) for s in t.of]
-    return StageTrace(
-        stage=t.stage,
-        input=t.input,
-        output=t.output,
-        took_ms=t.took_ms,
-        exact=t.exact,
-        min_score=t.min_score,
-        max_score=t.max_score,
-        note=t.note,
-        of=sub,
-    )
 
 
 @router.post("/query", response_model=QueryResponse, response_model_exclude_none=True)
@@ -56,7 +39,7 @@ def query(name: str, body: QueryRequest, service: ServiceDep, _: ReadKey) -> Que
         body.explain,
     )
     hits = [Hit(id=pid, score=s, payload=res.payloads.get(pid)) for pid, s in res.hits]
-    explain = [_trace(t) for t in res.traces] if body.explain else None
+    explain = [StageTrace.from_trace(t) for t in res.traces] if body.explain else None
     return QueryResponse(
         hits=hits,
         pipeline=label,

@@ -13,6 +13,7 @@ from app.api.schemas import (
     Hit,
     SearchRequest,
     SearchResponse,
+    StageTrace,
 )
 from app.metrics import observe_stage, stage
 from app.search import Outcome, Query
@@ -55,7 +56,8 @@ def _response(o: Outcome) -> SearchResponse:
         Hit(id=h.id, score=h.score, payload=h.payload, vector=h.vector, vectors=h.vectors)
         for h in o.hits
     ]
-    return SearchResponse(hits=hits, exact=o.exact, took_ms=o.took_ms)
+    stages = None if o.stages is None else [StageTrace.from_trace(t) for t in o.stages]
+    return SearchResponse(hits=hits, exact=o.exact, took_ms=o.took_ms, stages=stages)
 
 
 @router.post("/search", response_model=SearchResponse, response_model_exclude_none=True)

@@ -14,7 +14,7 @@ from support import wait_ready
 from app.api.app import create_app
 from app.config import Settings
 from encoders import encoder_factory
-from index.hypencoder_head import HeadConfig, HyperHead
+from index.hypencoder_head import ARRAYS, HeadConfig, HyperHead
 
 D, TOKENS = 8, "test-hash-tokens(dim=16)"
 
@@ -143,17 +143,17 @@ def test_bundled_head_is_packaged_and_trained_on_licence_clean_data() -> None:
     from app.pipeline.hypencoder import BUNDLED
 
     where = BUNDLED / "minilm-debian"
-    head = HyperHead.load(where)  # checks the sha256 of head.npz
+    head = HyperHead.load(where)  # checks the sha256 of head.safetensors
     info = head.info
     assert "scifact" not in json.dumps(info).lower()
     assert info["data"]["format"] == "debian" and "DFSG" in info["data"]["license"]
     assert info["val_ndcg10"][info["best_epoch"] - 1] == max(info["val_ndcg10"])
     assert {"seed", "epochs"} <= set(info["train"]) and info["git"]["commit"]
     assert head.config.encoder == "minilm-tokens" and head.config.doc_encoder == "minilm"
-    assert (where / "head.npz").stat().st_size < 8_000_000
+    assert info["storage"] == "float16" and (where / ARRAYS).stat().st_size < 8_000_000
     root = Path(__file__).resolve().parents[3]
     pyproject = tomllib.loads((root / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["package-data"]["encoders"]
-    for f in ("config.json", "head.npz"):
+    for f in ("config.json", ARRAYS):
         rel = f"assets/hypencoder/minilm-debian/{f}"
         assert any(fnmatch.fnmatch(rel, p) for p in patterns), (rel, patterns)
