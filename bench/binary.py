@@ -1,25 +1,29 @@
 """Binary codes + exact re-scoring (``index.binary``) vs our Flat and faiss used directly.
 
-Two data sets, k=10, recall@10 against exact brute force (our ``FlatIndex``, ties by id):
+Two data sets, k=10, recall@10 against exact brute force (our ``FlatIndex``, ties at the 10th
+score credited):
 
-- **real**: the cached Debian MiniLM embeddings (``python -m bench.datasets``): all 57,417
-  package descriptions indexed, ``--real-queries`` seeded synopsis rows as queries (a
-  different text from the description, so nothing is held out of the index);
+- **real**: the cached Debian MiniLM embeddings (``python -m bench.datasets`` builds them): all
+  57,417 package descriptions plus all 57,417 package synopses except ``--real-queries``
+  seeded held-out synopses, which are the queries (113,834 indexed rows at 1,000 queries);
 - **synthetic**: ``--synthetic`` seeded clustered vectors of ``--dim`` (embedding-like: 64
   clusters in a 32-dim subspace plus isotropic noise, norms 0.5-1.5), for scale.
 
-Contenders: ours (``Binary(encoding=rabitq,bits=1|2)``, ``sign``, ``itq``, each at every
-``--oversample``), faiss ``IndexRaBitQ`` (1 and 2 bits, behind a random rotation) and
-``IndexRaBitQFastScan`` (1 bit) each re-scored exactly by ``IndexRefine`` over an
-``IndexFlatIP`` with ``k_factor = oversample``, and faiss ``IndexBinaryFlat`` over the sign bits
-of the centred, randomly rotated rows re-scored in numpy. For each: recall per oversample,
-encode rate (train + add, vectors/s), bytes per vector. Speed: batch-1 latency (p50 over
-``--latency-queries`` queries) and batch-``--batch`` QPS at ``--race-oversample``, every
-contender and our Flat interleaved (order rotated each repeat, ``--cooldown`` idle before each
-timed call), medians reported. Float16/int8 re-scoring stores: recall and score error on the
-real set. Writes ``bench/results/binary.json`` and the binary section of ``BENCHMARKS.md``.
+Contenders: ours (:data:`bench.binary_report.OURS`: every encoding and backend, each at every
+``--oversample``; ``--only`` keeps a subset on the synthetic set), faiss ``IndexRaBitQ`` (1 and 2
+bits, behind a random rotation) and ``IndexRaBitQFastScan`` (1 bit) each re-scored exactly by
+``IndexRefine`` over an ``IndexFlatIP`` with ``k_factor = oversample``, and faiss
+``IndexBinaryFlat`` over the sign bits of the centred, randomly rotated rows re-scored in numpy.
+For each: recall per oversample, encode rate (train + add, vectors/s, with the 1-minute load
+average before and after), bytes per vector. Our single-centre flat encodings are rebuilt
+``--encode-repeats`` times on the synthetic set (the first build is the measured index) and the
+median rate is the one reported. Speed: batch-1 latency (p50 over ``--latency-queries``
+queries) and batch-``--batch`` QPS at ``--race-oversample``, every contender and our Flat
+interleaved (order rotated each repeat, ``--cooldown`` idle before each timed call), medians
+reported. Float16/int8 re-scoring stores: recall and score error on the real set. Writes
+``bench/results/binary.json`` and the binary section of ``BENCHMARKS.md``.
 
-    python -m bench.binary [--synthetic 1000000] [--real-queries 1000] [--tiny]
+    python -m bench.binary [--synthetic 1000000] [--real-queries 1000] [--only a,b] [--tiny]
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import math
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -38,143 +43,31 @@ from typing import Any
 import faiss
 import numpy as np
 
-from bench.binary_report import OURS, K, markdown
+from bench.binary_contenders import (
+    BUILD_REAL,
+    FaissRefined,
+    Ours,
+    clustered,
+    contenders,
+    debian,
+)
+from bench.binary_report import ENCODE_REPEATED, KNOBBED, OURS, K, markdown
 from bench.datasets import load_debian
 from bench.machine import ReadProbe, SgemmProbe, median_rate, versions
 from bench.report import BENCHMARKS, dirty, git_commit, publish
 from index.binary import BinaryIndex
-from index.codes import random_orthogonal
 from index.flat import FlatIndex
 from index.spec import index_factory
 
 RESULTS = Path(__file__).parent / "results"
 SECTION = "binary"
-#: Ours: name -> spec (the Rescore stage's oversample is overridden per search).
 
 Search = Callable[[np.ndarray], np.ndarray]
 
 
-# -- contenders -----------------------------------------------------------------------------------
-
-
-class Ours:
-    """``index.binary.BinaryIndex`` from a spec; ids are row numbers."""
-
-    kind = "ours"
-
-    def __init__(self, spec: str) -> None:
-        self.spec = spec
-        self.index: BinaryIndex | None = None
-
-    def build(self, x: np.ndarray) -> None:
-        index = index_factory(x.shape[1], self.spec)
-        assert isinstance(index, BinaryIndex)
-        index.add(np.arange(len(x), dtype=np.int64), x)
-        self.index = index
-
-    def search(self, q: np.ndarray, k: int, oversample: float) -> np.ndarray:
-        assert self.index is not None
-        return self.index.search(q, k, oversample=oversample).ids
-
-    def sizes(self) -> dict[str, float]:
-        assert self.index is not None
-        per = self.index.bytes_per_vector()
-        return {
-            "codes": per["codes"],
-            "index_ram": per["ram"] - per["store"],  # codes + factors + id + tombstone flag
-            "rescore_store": per["store"],
-        }
-
-
-class FaissRefined:
-    """A faiss RaBitQ index (behind a random rotation) re-scored by ``IndexRefine`` over a shared
-    ``IndexFlatIP`` (``k_factor = oversample``)."""
-
-    kind = "faiss"
-
-    def __init__(self, label: str, make: Callable[[int], Any]) -> None:
-        self.spec, self.make = label, make
-        self.base: Any = None
-        self.index: Any = None
-
-    def build(self, x: np.ndarray) -> None:
-        base = self.make(x.shape[1])
-        base.train(x)
-        base.add(x)
-        self.base = base
-
-    def attach(self, refine: Any) -> None:
-        self.index = faiss.IndexRefine(self.base, refine)
-
-    def search(self, q: np.ndarray, k: int, oversample: float) -> np.ndarray:
-        params = faiss.IndexRefineSearchParameters(k_factor=float(oversample))
-        return np.asarray(self.index.search(q, k, params=params)[1])
-
-    def sizes(self) -> dict[str, float]:
-        inner = faiss.downcast_index(self.base.index) if hasattr(self.base, "index") else self.base
-        codes = float(inner.codes.size()) / max(1, int(inner.ntotal))
-        # faiss labels are the row numbers: no id array; no tombstones
-        return {"codes": codes, "index_ram": codes, "rescore_store": 4.0 * self.base.d}
-
-
-def rabitq(bits: int, fast: bool) -> Callable[[int], Any]:
-    def make(d: int) -> Any:
-        ip = faiss.METRIC_INNER_PRODUCT
-        inner = (
-            faiss.IndexRaBitQFastScan(d, ip, 32, bits) if fast else faiss.IndexRaBitQ(d, ip, bits)
-        )
-        # faiss's wrapper keeps references to the constructor's arguments
-        return faiss.IndexPreTransform(faiss.RandomRotationMatrix(d, d), inner)
-
-    return make
-
-
-class FaissBinary:
-    """faiss ``IndexBinaryFlat`` over ``sign(R (x - mean))`` (query: ``sign(R q)``), depth
-    ``k * oversample`` by Hamming distance, re-scored exactly in numpy."""
-
-    kind = "faiss"
-    spec = "IndexBinaryFlat(sign of centred rotated x) + numpy re-score"
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-        self.x: np.ndarray = np.empty((0, 0), dtype=np.float32)
-
-    def build(self, x: np.ndarray) -> None:
-        d = x.shape[1]
-        self.rot = random_orthogonal(np.random.default_rng(self.seed), d).astype(np.float32)
-        self.mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
-        self.index = faiss.IndexBinaryFlat(d)
-        for s in range(0, len(x), 65536):
-            self.index.add(np.packbits((x[s : s + 65536] - self.mean) @ self.rot.T > 0, axis=1))
-        self.x = x
-
-    def search(self, q: np.ndarray, k: int, oversample: float) -> np.ndarray:
-        depth = min(len(self.x), math.ceil(k * oversample))
-        _, rows = self.index.search(np.packbits(q @ self.rot.T > 0, axis=1), depth)
-        s = np.einsum("qcd,qd->qc", self.x[rows], q)
-        o = np.argsort(-s, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(rows, o, axis=1)
-
-    def sizes(self) -> dict[str, float]:
-        d = float(self.x.shape[1])
-        return {"codes": d / 8, "index_ram": d / 8, "rescore_store": 4 * d}
-
-
-def contenders(seed: int, label: str) -> dict[str, Any]:
-    out: dict[str, Any] = {name: Ours(spec) for name, spec in OURS.items()}
-    out["faiss-rabitq-1"] = FaissRefined(
-        "RR,IndexRaBitQ(1 bit),IndexRefine(Flat)", rabitq(1, False)
-    )
-    if label == "real":  # 2 bits: recall on the real set only (its encoder runs ~10k/s)
-        out["faiss-rabitq-2"] = FaissRefined(
-            "RR,IndexRaBitQ(2 bits),IndexRefine(Flat)", rabitq(2, False)
-        )
-    out["faiss-fastscan-1"] = FaissRefined(
-        "RR,IndexRaBitQFastScan(1 bit),IndexRefine(Flat)", rabitq(1, True)
-    )
-    out["faiss-binary"] = FaissBinary(seed)
-    return out
+def load1() -> float:
+    """The 1-minute load average (the box is shared: encode rates depend on it)."""
+    return float(os.getloadavg()[0])
 
 
 # -- measurement ----------------------------------------------------------------------------------
@@ -241,28 +134,41 @@ def run_set(
     refine = faiss.IndexFlatIP(d)
     refine.add(x)
     built = contenders(args.seed, label)
+    if label == "synthetic" and args.only:
+        built = {name: c for name, c in built.items() if name in args.only}
     rows: dict[str, Any] = {}
     for name, c in built.items():
         gc.collect()
+        load = [load1()]
         t = time.perf_counter()
         c.build(x)
         took = time.perf_counter() - t
+        load.append(load1())
         if isinstance(c, FaissRefined):
             c.attach(refine)
+        rates = [n / took]
+        if isinstance(c, Ours):
+            c.share_store(x)
+            if label == "synthetic" and name in ENCODE_REPEATED:
+                rates += encode_again(c.spec, x, args.encode_repeats - 1, load)
         rec = {str(o): recall(c.search(queries, K, o), truth, x, queries) for o in args.oversample}
         rows[name] = {
             "spec": c.spec,
             "kind": c.kind,
             "build_s": took,
-            "encode_per_s": n / took,
+            "encode_per_s": statistics.median(rates),
+            "encode_runs_per_s": rates,
+            "load_1min": load,
             "recall": rec,
             "bytes": c.sizes(),
         }
         print(
-            f"  {name:>16}: encode {n / took:9,.0f}/s  recall "
+            f"  {name:>16}: encode {statistics.median(rates):9,.0f}/s (load "
+            f"{min(load):.1f}-{max(load):.1f})  recall "
             + " ".join(f"{o}:{r:.3f}" for o, r in rec.items()),
             flush=True,
         )
+    race_names = [name for name in race_names if name in built]
     speed = speed_race(flat, built, queries, race_names, args)
     out = {"data": label, "n": n, "d": d, "nq": len(queries), "contenders": rows, "speed": speed}
     if label == "real":
@@ -270,6 +176,21 @@ def run_set(
     del built, refine, flat
     gc.collect()
     return out
+
+
+def encode_again(spec: str, x: np.ndarray, repeats: int, load: list[float]) -> list[float]:
+    """``repeats`` more timed builds of ``spec`` over ``x`` (each dropped once timed); the
+    load average after each is appended to ``load``."""
+    rates = []
+    for _ in range(repeats):
+        gc.collect()
+        again = Ours(spec)
+        t = time.perf_counter()
+        again.build(x)
+        rates.append(len(x) / (time.perf_counter() - t))
+        load.append(load1())
+        del again
+    return rates
 
 
 def speed_race(
@@ -339,36 +260,12 @@ def store_errors(
     return out
 
 
-def clustered(n: int, nq: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded embedding-like MIPS data (see the module docstring); queries drawn alike."""
-    rng = np.random.default_rng(seed)
-    sub = min(32, d)
-    basis = np.linalg.qr(rng.standard_normal((d, sub)))[0].astype(np.float32)
-    centres = (rng.standard_normal((64, sub)) * 2).astype(np.float32)
-    out = np.empty((n + nq, d), dtype=np.float32)
-    for s in range(0, n + nq, 100_000):
-        m = min(100_000, n + nq - s)
-        z = centres[rng.integers(0, 64, m)] + rng.standard_normal((m, sub), dtype=np.float32)
-        v = z @ basis.T + 0.5 * rng.standard_normal((m, d), dtype=np.float32)
-        out[s : s + m] = v * rng.uniform(0.5, 1.5, (m, 1)).astype(np.float32)
-    return out[:n], out[n:].copy()
-
-
-def debian(nq: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every Debian description embedding, and ``nq`` seeded synopsis rows as queries."""
-    loaded = load_debian()
-    assert loaded is not None
-    docs, synopses = loaded
-    pick = np.sort(np.random.default_rng(seed).choice(len(synopses), nq, replace=False))
-    return np.ascontiguousarray(docs, dtype=np.float32), synopses[pick].copy()
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     sets: list[tuple[str, Callable[[], tuple[np.ndarray, np.ndarray]]]] = []
     if args.tiny:
         sets.append(("real", lambda: clustered(4000, 50, args.dim, args.seed + 1)))
     elif load_debian() is None:
-        print("(no cached Debian embeddings: run python -m bench.datasets; real set skipped)")
+        print(f"({BUILD_REAL}; real set skipped)")
     else:
         sets.append(("real", lambda: debian(args.real_queries, args.seed)))
     if args.synthetic:
@@ -378,7 +275,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     read_bw, _ = median_rate(ReadProbe(read_mb, 1), 3)
     sgemm, _ = median_rate(SgemmProbe(gemm, 2), 3)
     results = []
-    race_names = list(OURS) + ["faiss-rabitq-1", "faiss-fastscan-1", "faiss-binary"]
+    race_names = [*OURS, *KNOBBED, "faiss-rabitq-1", "faiss-fastscan-1", "faiss-binary"]
+    load_start = load1()
     for label, make in sets:
         results.append(run_set(label, make, args, race_names))
         gc.collect()
@@ -389,7 +287,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "dirty": dirty(),
         "command": " ".join(["python -m bench.binary", *sys.argv[1:]]),
         "params": {k: v for k, v in vars(args).items() if k not in ("out", "markdown")},
-        "machine": {"read_bw_1t": read_bw, "sgemm_2t": sgemm, "read_mb": read_mb},
+        "machine": {
+            "read_bw_1t": read_bw,
+            "sgemm_2t": sgemm,
+            "read_mb": read_mb,
+            "load_1min": [load_start, load1()],
+            "cpus": os.cpu_count(),
+        },
         "versions": versions(),
         "sets": results,
     }
@@ -408,6 +312,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-repeats", type=int, default=5)
     p.add_argument("--cooldown", type=float, default=0.1, help="seconds idle before timed calls")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--encode-repeats", type=int, default=3, help="builds per flat encoding (1M)")
+    p.add_argument("--only", default="", help="synthetic contenders to run (default: all)")
     p.add_argument("--tiny", action="store_true", help="4k + 20k x 32, seconds: a smoke test")
     p.add_argument("--out", type=Path, help="JSON path (default bench/results/binary.json)")
     p.add_argument("--markdown", type=Path, help="default BENCHMARKS.md; none with --tiny")
@@ -415,11 +321,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if args.tiny:
         args.synthetic, args.synth_queries, args.dim = 20_000, 50, 32
         args.latency_queries, args.batch, args.batch_repeats, args.cooldown = 4, 16, 2, 0.0
+        args.encode_repeats = 2
         args.out = args.out or Path(tempfile.gettempdir()) / "innerspace-bench-binary-tiny.json"
     else:
         args.out = args.out or RESULTS / "binary.json"
         args.markdown = args.markdown or BENCHMARKS
     args.oversample = [float(o) for o in str(args.oversample).split(",")]
+    args.only = [name for name in str(args.only).split(",") if name]
     return args
 
 

@@ -2,7 +2,8 @@
 
 Spec::
 
-    Binary(encoding=rabitq|sign|itq,bits=1,seed=42,backend=flat,rescore_store=ram|mmap,
+    Binary(encoding=rabitq|sign|itq,bits=1,seed=42,backend=flat|hnsw|ivf,centroids=1,
+           nprobe=128,m=32,ef_search=64,rescore_store=ram|mmap,
            store_dtype=float32|float16|int8),Rescore(oversample=4.0)
 
 * ``encoding``: ``rabitq`` (:mod:`index.rabitq`: seeded rotation, centring, RaBitQ codes of
@@ -10,12 +11,22 @@ Spec::
   (random hyperplanes, ``bits * d`` bits) or ``itq`` (learned hyperplanes, ``d`` bits); sign
   and ITQ codes are of norm-augmented residuals, so Hamming distance ranks by inner product
   whatever the norms (:mod:`index.codes`, :mod:`index.itq`).
+* ``backend`` generates the candidates: ``flat`` scans every code; ``ivf`` scans the
+  ``nprobe`` (per search too) of ``centroids`` k-means cells with the largest ``<q, c_j>``
+  (RaBitQ: faiss ``IndexIVFRaBitQFastScan``, codes of residuals against the cell centroid;
+  sign/ITQ: ``IndexBinaryIVF``, Hamming k-means); ``hnsw`` (sign/ITQ only) walks a faiss
+  ``IndexBinaryHNSW`` graph of ``m`` links over the codes with ``efSearch = max(depth,
+  ef_search)`` (per search too). ``centroids > 1`` with ``backend=flat`` (RaBitQ) codes
+  residuals against the cells as ivf does and scans them all. ``centroids`` left out is 1
+  for flat and :data:`IVF_LISTS` for ivf; fewer cells are trained when the training rows
+  are under 39 per cell (the count used is in ``index.json``).
 * ``Rescore(oversample)``: ``ceil(max(k, MIN_DEPTH) * oversample)`` candidates by estimate,
   re-scored exactly against the float store; the top-k is then exact *among the candidates*
   and ordered (score desc, id asc). ``Binary`` alone means ``Rescore(oversample=4.0)``: the
   printed spec always shows the stage. The floor ``MIN_DEPTH`` exists because the estimator's
   error does not shrink with ``k``: ``k=1`` at ``oversample=4`` would re-score only 4 rows.
-* Per search: ``oversample=`` overrides the stage's, ``rescore=False`` returns the estimator's
+* Per search: ``oversample=`` overrides the stage's, ``nprobe=`` / ``ef_search=`` the
+  spec's, ``rescore=False`` returns the estimator's
   scores (``k`` candidates, no float reads). The index is never ``exact``.
 * Float store: ``rescore_store=ram`` keeps the rows in RAM; ``mmap`` maps ``store.npy`` of the
   index directory once saved or loaded (rows added after that are copied back into RAM).
@@ -36,6 +47,7 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass
+from numbers import Integral
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
@@ -43,7 +55,7 @@ import faiss as _faiss
 import numpy as np
 
 from index.base import F32, I64, IdSelector, SearchResult, check_vectors
-from index.codes import to_int8
+from index.binary_store import FloatStore, write_npy
 from index.flat import scan
 from index.hnsw import EXACT_ROWS, EXACT_SQRT, FaissIndex, _padding
 from index.itq import HammingCodec
@@ -64,8 +76,18 @@ ADD_CHUNK = 32_768
 RESCORE_BLOCK = 32_768
 #: Bits per dimension when the spec gives none (see ``index/BINARY_NOTES.md`` for why 2).
 DEFAULT_BITS = {"rabitq": 2, "sign": 1, "itq": 1}
-FLOAT16_MAX = 65504.0
+#: ``centroids`` when the spec gives none: one centre for flat, ``IVF_LISTS`` cells for ivf.
+IVF_LISTS = 1024
 _ID_LAST = np.iinfo(np.int64).max
+
+
+def _positive(name: str, value: object, default: int) -> int:
+    """A per-search integer knob (``None``: the spec's ``default``)."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -87,7 +109,11 @@ class BinaryParams:
     encoding: Literal["rabitq", "sign", "itq"] = "rabitq"
     bits: int = 0
     seed: int = 42
-    backend: Literal["flat"] = "flat"
+    backend: Literal["flat", "hnsw", "ivf"] = "flat"
+    centroids: int = 0
+    nprobe: int = 128
+    m: int = 32
+    ef_search: int = 64
     rescore_store: Literal["ram", "mmap"] = "ram"
     store_dtype: Literal["float32", "float16", "int8"] = "float32"
 
@@ -99,75 +125,14 @@ class BinaryParams:
             raise ValueError(f"bits must be in [1, {top}] for {self.encoding}, got {self.bits}")
         if not 0 <= self.seed < 2**31:
             raise ValueError(f"seed must be in [0, 2**31), got {self.seed}")
-
-
-def _write_npy(path: Path, array: np.ndarray[Any, Any]) -> None:
-    """``np.save`` to a temporary name, then rename: readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, np.ascontiguousarray(array))
-    os.replace(tmp, path)
-
-
-class FloatStore:
-    """Rows for exact re-scoring, ``float32``/``float16``/``int8`` (+ per-row scale)."""
-
-    def __init__(self, dim: int, dtype: str, mmap: bool) -> None:
-        self.dim, self.dtype, self.mmap = dim, np.dtype(dtype), mmap
-        self._x: np.ndarray[Any, Any] = np.empty((0, dim), dtype=self.dtype)
-        self._scale: F32 = np.empty(0, dtype=np.float32)
-        self._n = 0
-        self.mapped = False  # True while _x is a read-only map of a saved file
-
-    def check(self, x: F32) -> None:
-        if self.dtype == np.float16 and len(x) and float(np.abs(x).max()) > FLOAT16_MAX:
-            raise ValueError("store_dtype=float16 cannot hold values beyond +-65504")
-
-    def append(self, x: F32) -> None:
-        n, m = self._n, len(x)
-        rows, scale = to_int8(x) if self.dtype == np.int8 else (x.astype(self.dtype), None)
-        if self.mapped or n + m > len(self._x):
-            cap = max(n + m, int(len(self._x) * 1.5) + 1024)
-            grown = np.empty((cap, self.dim), dtype=self.dtype)
-            grown[:n] = self._x[:n]
-            self._x, self.mapped = grown, False
-        self._x[n : n + m] = rows
-        if scale is not None:
-            self._scale = np.concatenate([self._scale[:n], scale])
-        self._n = n + m
-
-    def gather(self, rows: I64 | None = None) -> F32:
-        """Rows as float32 (``None``: all of them, a view when stored as float32)."""
-        x = self._x[: self._n] if rows is None else self._x[rows]
-        if self.dtype == np.int8:
-            scale = self._scale[: self._n] if rows is None else self._scale[rows]
-            return x.astype(np.float32) * scale[:, None]
-        out: F32 = np.asarray(x, dtype=np.float32)
-        return out
-
-    def row_bytes(self) -> float:
-        return float(self.dim * self.dtype.itemsize + (4 if self.dtype == np.int8 else 0))
-
-    def ram_bytes(self) -> int:
-        data = 0 if self.mapped else self._x.nbytes
-        return int(data + self._scale.nbytes)
-
-    def save(self, path: Path) -> None:
-        _write_npy(path / "store.npy", self._x[: self._n])
-        if self.dtype == np.int8:
-            _write_npy(path / "store_scale.npy", self._scale[: self._n])
-        if self.mmap:
-            self._x, self.mapped = np.load(path / "store.npy", mmap_mode="r"), True
-
-    def load(self, path: Path) -> None:
-        self._x = np.load(path / "store.npy", mmap_mode="r" if self.mmap else None)
-        self.mapped = self.mmap
-        if self.dtype == np.int8:
-            self._scale = np.load(path / "store_scale.npy")
-        self._n = len(self._x)
-
-    def __len__(self) -> int:
-        return self._n
+        if self.centroids == 0:
+            object.__setattr__(self, "centroids", IVF_LISTS if self.backend == "ivf" else 1)
+        if self.centroids < 1 or self.nprobe < 1 or self.ef_search < 1 or not 2 <= self.m <= 256:
+            raise ValueError("centroids, nprobe and ef_search must be >= 1, m in [2, 256]")
+        if self.centroids > 1 and self.backend != "ivf" and self.encoding != "rabitq":
+            raise ValueError("centroids > 1 needs encoding=rabitq or backend=ivf")
+        if self.backend == "hnsw" and (self.encoding == "rabitq" or self.centroids > 1):
+            raise ValueError("backend=hnsw walks a Hamming graph: encoding=sign|itq, one centre")
 
 
 class BinaryIndex(FaissIndex):
@@ -175,7 +140,7 @@ class BinaryIndex(FaissIndex):
 
     NAME: ClassVar[str] = "Binary"
     Params: ClassVar[type[Any]] = BinaryParams
-    KNOBS: ClassVar[tuple[str, ...]] = ("oversample", "rescore")
+    KNOBS: ClassVar[tuple[str, ...]] = ("oversample", "rescore", "nprobe", "ef_search")
     persist: ClassVar[bool] = True
     exact: ClassVar[bool] = False
 
@@ -186,9 +151,9 @@ class BinaryIndex(FaissIndex):
         self.rescore = rescore or RescoreParams()
         p: BinaryParams = self.params
         self._codec: RaBitQCodec | HammingCodec = (
-            RaBitQCodec(dim, p.bits, p.seed)
+            RaBitQCodec(dim, p.bits, p.seed, p.centroids, p.backend == "flat")
             if p.encoding == "rabitq"
-            else HammingCodec(dim, p.encoding, p.bits, p.seed)
+            else HammingCodec(dim, p.encoding, p.bits, p.seed, p.backend, p.centroids, p.m)
         )
         self._store = FloatStore(dim, p.store_dtype, p.rescore_store == "mmap")
 
@@ -228,6 +193,7 @@ class BinaryIndex(FaissIndex):
         self._store.check(vectors)
         if not self.trained:
             self.train(vectors)
+        self._store.reserve(len(vectors))
         for start in range(0, len(vectors), ADD_CHUNK):
             chunk = vectors[start : start + ADD_CHUNK]
             self._codec.add(chunk)
@@ -243,13 +209,19 @@ class BinaryIndex(FaissIndex):
         *,
         oversample: float | None = None,
         rescore: bool | None = None,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
     ) -> SearchResult:
         """Top-``k`` of ``queries (nq, d) float32``: candidates by code, re-scored exactly
-        unless ``rescore=False``; ``oversample`` overrides the spec's for this call."""
+        unless ``rescore=False``; ``oversample``, ``nprobe`` (ivf) and ``ef_search`` (hnsw)
+        override the spec's for this call."""
         queries = check_vectors(queries, self._dim, "queries")
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
         factor = self._oversample(oversample)
+        p: BinaryParams = self.params
+        probe = _positive("nprobe", nprobe, p.nprobe)
+        ef = _positive("ef_search", ef_search, p.ef_search)
         if rescore is not None and not isinstance(rescore, bool):
             raise ValueError(f"rescore must be true or false, got {rescore!r}")
         exact_scores = rescore is not False
@@ -273,7 +245,9 @@ class BinaryIndex(FaissIndex):
         depth = min(m, math.ceil(max(kk, MIN_DEPTH) * factor)) if exact_scores else kk
         if exact_scores and depth >= m:  # every allowed row is a candidate anyway
             return self._exact(queries, None if mask is None else np.flatnonzero(mask), k)
-        est, cand = self._codec.search(queries, depth, mask, m)
+        est, cand = self._codec.search(
+            queries, depth, mask, m, ef if p.backend == "hnsw" else probe
+        )
         scores = self._rescore(queries, cand) if exact_scores else est
         out = self._top(scores, cand, k)
         short = np.flatnonzero((out.ids >= 0).sum(axis=1) < kk)
@@ -325,10 +299,11 @@ class BinaryIndex(FaissIndex):
     # -- size and persistence -------------------------------------------------------------------
 
     def bytes_per_vector(self) -> dict[str, float]:
-        """Bytes per stored row: ``ram`` (codes + factors + id + tombstone flag, plus the float
-        store unless memory-mapped) and ``disk`` (the same, float store always included)."""
+        """Bytes per stored row: ``ram`` (codes + factors (+ graph links or list ids) + id, + a
+        tombstone flag once any row was removed (none is allocated before), + the float store
+        unless memory-mapped) and ``disk`` (the same, float store always included)."""
         codes = self._codec.code_bytes() if self.trained else 0.0
-        base = codes + 8 + 1
+        base = codes + 8 + (1 if len(self._dead) else 0)
         store = self._store.row_bytes()
         ram_store = 0.0 if self._store.mapped else store
         return {"ram": base + ram_store, "disk": base + store, "codes": codes, "store": store}
@@ -341,10 +316,10 @@ class BinaryIndex(FaissIndex):
     def save(self, path: Path) -> None:
         """Write codes, learned matrices, ids, tombstones, the float store and ``index.json``."""
         path.mkdir(parents=True, exist_ok=True)
-        self._codec.save(path, _write_npy)
+        self._codec.save(path, write_npy)
         self._store.save(path)
-        _write_npy(path / "ids.npy", self.ids)
-        _write_npy(path / "dead.npy", ~self.alive_mask())
+        write_npy(path / "ids.npy", self.ids)
+        write_npy(path / "dead.npy", ~self.alive_mask())
         meta = {
             "spec": self.spec,
             "dim": self._dim,

@@ -71,6 +71,17 @@ def augment(x: F32, mean: F32, max_norm: float) -> F64:
     return out
 
 
+def augmented_codes(x: F32, mean: F32, max_norm: float, projection: F32) -> U8:
+    """``sign_codes(augment(x, mean, max_norm), projection)`` in float32 without the ``(n, d +
+    1)`` float64 copy: ``y @ P = (r / M) @ P[:d] + tail * P[d]`` (median 1.26x faster on 100k
+    x 384 at load 11, noisy; float32 rounding can flip a bit of a row lying on a hyperplane)."""
+    r = (x - mean) * np.float32(1.0 / max_norm)
+    tail = np.sqrt(np.maximum(np.float32(0), np.float32(1) - np.einsum("ij,ij->i", r, r)))
+    proj = r @ projection[: x.shape[1]]
+    proj += tail[:, None] * projection[x.shape[1]]
+    return pack_bits(proj > 0)
+
+
 def unit_queries(q: F32) -> F64:
     """Query side: ``q / |q|`` (zero queries stay zero); the appended 0 is left implicit."""
     q64 = q.astype(np.float64)
@@ -97,11 +108,14 @@ def hamming_to_ip(h: npt.NDArray[Any], bits: int, q: F32, mean: F32, max_norm: f
     return out
 
 
-def fit_itq(v: F64, rng: np.random.Generator, iters: int) -> tuple[F64, list[float]]:
+def fit_itq(
+    v: F64, rng: np.random.Generator, iters: int, tol: float = 0.0
+) -> tuple[F64, list[float]]:
     """Gong & Lazebnik's iterative quantization: the rotation ``R (c, c)`` minimising
     ``|sign(v R) - v R|_F^2`` for zero-mean ``v (n, c)``, alternating ``B = sign(v R)`` and the
     orthogonal Procrustes solution ``R = U W^T`` of ``v^T B = U S W^T``, from a random start.
-    Returns ``R`` and the loss after each iteration (non-increasing)."""
+    Stops after ``iters`` iterations, or once an iteration lowers the loss by less than ``tol``
+    of it. Returns ``R`` and the loss after each iteration (non-increasing)."""
     c = v.shape[1]
     rot = random_orthogonal(rng, c)
     v32 = v.astype(np.float32)  # two (n, c) x (c, c) products per iteration: float32 halves them
@@ -115,6 +129,8 @@ def fit_itq(v: F64, rng: np.random.Generator, iters: int) -> tuple[F64, list[flo
         proj = v32 @ rot.astype(np.float32)
         b = np.where(proj >= 0, np.float32(1), np.float32(-1))
         losses.append(float(np.square(b - proj, dtype=np.float64).sum()))
+        if len(losses) > 1 and losses[-2] - losses[-1] < tol * losses[-2]:
+            break
     return rot, losses
 
 

@@ -16,13 +16,23 @@ The ratio is an unbiased estimate of ``<o, q - c>`` over the random rotation, wi
 to that error. :func:`estimate` computes it in float64; faiss computes the same quantity with
 the query quantized to 8 bits, and SIMD lookup tables over 32 rows at a time.
 
-**Filters.** faiss 1.15's fast-scan search takes no ``IDSelector``; :meth:`RaBitQCodec.search`
-over-fetches by ``n / allowed`` and drops rows outside the mask, retrying the queries that
-come back short with 4x more (up to every row, which is then complete).
+**Centroids (``lists > 1``).** faiss ``IndexIVFRaBitQFastScan`` instead: k-means (faiss,
+seeded) splits the rotated rows into ``lists`` cells and each row is coded as the residual
+against its cell's centroid; the estimate is ``<q, c_j>`` plus the RaBitQ estimate of
+``<q, x - c_j>``. ``scan_all`` (``backend=flat``) probes every cell, so the candidate step is
+a full scan of smaller residuals; otherwise (``backend=ivf``) only the ``nprobe`` cells of
+largest ``<q, c_j>``. Each row then also carries faiss's 8-byte list id.
+
+**Filters.** faiss 1.15's flat fast-scan search takes no ``IDSelector``; :func:`overfetch`
+fetches ``n / allowed`` times more and drops rows outside the mask, retrying the queries that
+come back short with 4x more (up to every row, which is then complete). The IVF index filters
+while it scans (``IDSelectorBitmap``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +49,11 @@ faiss: Any = _faiss
 BBS = 32
 #: Extra rows fetched beyond ``depth * n / allowed`` on a filtered search.
 FETCH_SLACK = 1.25
+#: Fewest training rows per k-means cell (faiss's ``min_points_per_centroid``).
+MIN_TRAIN_PER_LIST = 39
+#: k-means iterations for the cells, and the rows per cell it trains on at most (seeded).
+KMEANS_ITERS = 10
+KMEANS_SAMPLE_PER_LIST = 64
 
 
 def encode_reference(xr: F32, center: F32) -> tuple[Bool, F64, F64, F64]:
@@ -69,13 +84,73 @@ def estimate(qr: F32, center: F32, bits: Bool, norm: F64, dot: F64, c_dot_r: F64
     return out
 
 
-class RaBitQCodec:
-    """Seeded rotation + faiss ``IndexRaBitQFastScan`` (inner product) of ``bits`` per dim."""
+@contextmanager
+def omp_threads(n: int) -> Iterator[None]:
+    """faiss's OpenMP threads for this thread's next calls (``0``: leave them). faiss scans a
+    binary index in parallel over *queries*, so one query gains nothing from a second thread,
+    and on a busy box the idle thread's barrier stalls it: ``IndexBinaryFlat`` over 57k codes
+    took 70-100 ms on 2 threads vs 0.2 ms on 1 (``index/BINARY_NOTES.md``). OpenMP keeps the
+    thread count per calling thread, so concurrent searches on other threads are unaffected."""
+    if n <= 0:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
-    def __init__(self, dim: int, bits: int, seed: int) -> None:
-        self.dim, self.bits = dim, bits
+
+def overfetch(
+    search: Callable[[Any, int], tuple[Any, Any]],
+    queries: np.ndarray[Any, Any],
+    depth: int,
+    allowed: Bool,
+    n_allowed: int,
+    n: int,
+) -> tuple[F32, I64]:
+    """Best ``depth`` allowed rows per query from an unfiltered ``search(queries, fetch) ->
+    (scores, rows)``, fetching ``depth * n / n_allowed`` (x ``FETCH_SLACK``) and 4x more for
+    the queries left short, up to ``n``; ``(scores, rows) (nq, depth)``, ``-1`` pads."""
+    nq = len(queries)
+    out_s = np.full((nq, depth), -np.inf, dtype=np.float32)
+    out_r = np.full((nq, depth), -1, dtype=np.int64)
+    pending = np.arange(nq)
+    fetch = min(n, int(np.ceil(depth * n / max(1, n_allowed) * FETCH_SLACK)) + 16)
+    while len(pending):
+        d_, i_ = search(np.ascontiguousarray(queries[pending]), fetch)
+        rows = np.asarray(i_, dtype=np.int64)
+        ok = (rows >= 0) & allowed[np.maximum(rows, 0)]
+        first = np.argsort(~ok, axis=1, kind="stable")[:, :depth]  # allowed rows, in order
+        keep = np.take_along_axis(ok, first, axis=1)
+        got_r = np.where(keep, np.take_along_axis(rows, first, axis=1), -1)
+        got_s = np.where(keep, np.take_along_axis(np.asarray(d_), first, axis=1), -np.inf)
+        w = got_r.shape[1]
+        out_r[pending, :w], out_s[pending, :w] = got_r, got_s
+        done = (keep.sum(axis=1) >= min(depth, n_allowed)) | (fetch >= n)
+        pending = pending[~done]
+        fetch = min(n, fetch * 4)
+    return out_s, out_r
+
+
+def bitmap(allowed: Bool) -> Any:
+    """faiss ``IDSelectorBitmap`` admitting the rows where ``allowed (n,)`` is True."""
+    return faiss.IDSelectorBitmap(np.packbits(allowed, bitorder="little"))
+
+
+class RaBitQCodec:
+    """Seeded rotation + faiss RaBitQ fast-scan (inner product) of ``bits`` per dim: one centre
+    (``IndexRaBitQFastScan``) or ``centroids`` k-means cells (``IndexIVFRaBitQFastScan``)."""
+
+    def __init__(
+        self, dim: int, bits: int, seed: int, centroids: int = 1, scan_all: bool = True
+    ) -> None:
+        self.dim, self.bits, self.seed = dim, bits, seed
+        self.centroids, self.scan_all = centroids, scan_all
         self.rotation: F32 = random_orthogonal(np.random.default_rng(seed), dim).astype(np.float32)
         self.index: Any = None
+        self.lists = 0  # cells actually trained (0: single centre)
 
     @property
     def trained(self) -> bool:
@@ -86,8 +161,19 @@ class RaBitQCodec:
         return out
 
     def train(self, sample: F32) -> None:
-        """Learn the centre (faiss: the mean of the rotated sample)."""
-        index = faiss.IndexRaBitQFastScan(self.dim, faiss.METRIC_INNER_PRODUCT, BBS, self.bits)
+        """Learn the centre (faiss: the mean of the rotated sample), or the k-means cells."""
+        ip = faiss.METRIC_INNER_PRODUCT
+        if self.centroids == 1 and self.scan_all:
+            index = faiss.IndexRaBitQFastScan(self.dim, ip, BBS, self.bits)
+        else:
+            self.lists = max(1, min(self.centroids, len(sample) // MIN_TRAIN_PER_LIST))
+            quantizer = faiss.IndexFlatIP(self.dim)
+            index = faiss.IndexIVFRaBitQFastScan(
+                quantizer, self.dim, self.lists, ip, BBS, True, self.bits
+            )
+            index.cp.seed, index.cp.niter = self.seed, KMEANS_ITERS
+            index.cp.max_points_per_centroid = KMEANS_SAMPLE_PER_LIST
+            self.quantizer = quantizer  # faiss's index does not own it until saved/loaded
         index.train(self.rotate(sample))
         self.index = index
 
@@ -100,41 +186,40 @@ class RaBitQCodec:
         return out
 
     def code_bytes(self) -> float:
-        """Bytes per row of codes and factors as faiss stores them (blocks of 32 rows)."""
-        n = int(self.index.ntotal) if self.index is not None else 0
+        """Bytes per row of codes and factors as faiss stores them (blocks of 32 rows; with
+        cells, each cell's last block is padded and every row has an 8-byte list id)."""
+        index = self.index
+        if index is None:
+            return 0.0
+        n = int(index.ntotal)
+        if self.lists == 0:
+            return float(index.codes.size()) / n if n else float(index.code_size)
+        inv = faiss.downcast_InvertedLists(index.invlists)
+        blocks = sum(-(-inv.list_size(i) // inv.n_per_block) for i in range(self.lists))
         if n == 0:
-            return float(self.index.code_size) if self.index is not None else 0.0
-        return float(self.index.codes.size()) / n
+            return float(index.code_size + 8)
+        return float(blocks * inv.block_size) / n + 8.0
 
     def search(
-        self, queries: F32, depth: int, allowed: Bool | None, n_allowed: int
+        self, queries: F32, depth: int, allowed: Bool | None, n_allowed: int, nprobe: int = 0
     ) -> tuple[F32, I64]:
         """Best ``depth`` rows by estimate, ``(scores, rows) (nq, depth)`` with ``-1`` pads;
-        ``allowed (n,)`` masks rows (tombstones, filters), ``n_allowed`` its count."""
+        ``allowed (n,)`` masks rows (tombstones, filters), ``n_allowed`` its count; ``nprobe``
+        cells are scanned when the codec has cells and does not ``scan_all``."""
         qr = self.rotate(queries)
         n = int(self.index.ntotal)
+        if self.lists:
+            params = faiss.IVFSearchParameters()
+            params.nprobe = self.lists if self.scan_all else max(1, min(nprobe, self.lists))
+            if allowed is not None:
+                params.sel = bitmap(allowed)
+            with omp_threads(1 if len(qr) < faiss.omp_get_max_threads() else 0):
+                d_, i_ = self.index.search(qr, depth, params=params)
+            return np.asarray(d_, dtype=np.float32), np.asarray(i_, dtype=np.int64)
         if allowed is None:
             d_, i_ = self.index.search(qr, depth)
             return np.asarray(d_, dtype=np.float32), np.asarray(i_, dtype=np.int64)
-        nq = len(qr)
-        out_s = np.full((nq, depth), -np.inf, dtype=np.float32)
-        out_r = np.full((nq, depth), -1, dtype=np.int64)
-        pending = np.arange(nq)
-        fetch = min(n, int(np.ceil(depth * n / max(1, n_allowed) * FETCH_SLACK)) + 16)
-        while len(pending):
-            d_, i_ = self.index.search(np.ascontiguousarray(qr[pending]), fetch)
-            rows = np.asarray(i_, dtype=np.int64)
-            ok = (rows >= 0) & allowed[np.maximum(rows, 0)]
-            first = np.argsort(~ok, axis=1, kind="stable")[:, :depth]  # allowed rows, in order
-            keep = np.take_along_axis(ok, first, axis=1)
-            got_r = np.where(keep, np.take_along_axis(rows, first, axis=1), -1)
-            got_s = np.where(keep, np.take_along_axis(np.asarray(d_), first, axis=1), -np.inf)
-            w = got_r.shape[1]
-            out_r[pending, :w], out_s[pending, :w] = got_r, got_s
-            done = (keep.sum(axis=1) >= min(depth, n_allowed)) | (fetch >= n)
-            pending = pending[~done]
-            fetch = min(n, fetch * 4)
-        return out_s, out_r
+        return overfetch(self.index.search, qr, depth, allowed, n_allowed, n)
 
     def save(self, path: Path, write_npy: Any) -> None:
         write_npy(path / "rotation.npy", self.rotation)
@@ -145,9 +230,10 @@ class RaBitQCodec:
         tmp.replace(path / "codes.faiss")
 
     def meta(self) -> dict[str, Any]:
-        return {}
+        return {"lists": self.lists}
 
     def load(self, path: Path, meta: dict[str, Any]) -> None:
         self.rotation = np.load(path / "rotation.npy")
+        self.lists = int(meta.get("lists", 0))
         if (path / "codes.faiss").exists():
             self.index = faiss.read_index(str(path / "codes.faiss"))

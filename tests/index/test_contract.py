@@ -13,6 +13,20 @@ from index.spec import available, canonical, lookup
 
 #: Every registered dense index, default parameters (multi-vector indexes have their own suite).
 SPECS = [canonical(n) for n in available() if not getattr(lookup(n), "multivector", False)]
+#: ... and the binary index's other candidate generators (``index.binary`` backends).
+SPECS += [
+    canonical(s)
+    for s in (
+        "Binary(bits=2,centroids=8)",
+        # isotropic rows of norms 0.2-3: the top 10 by inner product lie in every cell, and
+        # Hamming codes of 24 dims rank them coarsely, so these probe every cell / re-score
+        # deeply to clear the 0.9 floor; the code paths are the ones any setting runs. The
+        # Hamming graph (backend=hnsw) reaches 0.8 here even so: its contract checks are in
+        # tests/index/test_binary_backends.py, on clustered data
+        "Binary(bits=2,backend=ivf,centroids=8,nprobe=8)",
+        "Binary(encoding=sign,bits=8,backend=ivf,centroids=8,nprobe=8),Rescore(oversample=32)",
+    )
+]
 D = 24
 
 

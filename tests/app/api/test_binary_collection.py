@@ -87,7 +87,7 @@ def test_filters_deletes_and_bad_params(client: TestClient) -> None:
     )
     assert bad.status_code == 422 and "oversample" in bad.json()["message"]
     bad = client.post(
-        "/collections/b/search", json={"vector": qi.tolist(), "k": 5, "params": {"nprobe": 4}}
+        "/collections/b/search", json={"vector": qi.tolist(), "k": 5, "params": {"tau": 4}}
     )
     assert bad.status_code == 422 and "oversample" in bad.json()["message"]
 
