@@ -77,7 +77,7 @@ def test_knobs_come_from_the_registered_class_without_building() -> None:
     assert knobs("Flat") == ()
     assert knobs("HNSW(m=16)") == ("ef_search",)
     assert knobs("IVF(nlist=8)") == ("nprobe",)
-    assert knobs("Binary,Rescore(oversample=2)") == ("oversample", "rescore")
+    assert knobs("Binary,Rescore(oversample=2)") == ("oversample", "rescore", "nprobe", "ef_search")
     assert knobs("Muvera,Flat,MaxSim(candidates=10)") == ("candidates", "exact", "tau")
     with pytest.raises(SpecError, match="known"):
         knobs("Nope")
