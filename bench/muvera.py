@@ -14,6 +14,8 @@ box, measured side by side with its baseline.
    latency one query at a time and batched, at ``--scale-candidates``.
 4. fastembed's ``Muvera`` at equal parameters on the same token vectors (when importable, see
    :mod:`bench.muvera_fastembed`): FDE encoding throughput and each one's candidate recall.
+5. PQ inner index vs Flat (:mod:`bench.muvera_pq`): R@10 after re-rank, bytes, build time, on
+   the synthetic sets (section ``pq``) and on SciFact (inside ``real``, same ground truth).
 
 Writes ``bench/results/muvera.json`` (after each section) and the muvera section of
 ``BENCHMARKS.md``; ``--skip real --update`` re-runs the rest and keeps the skipped sections.
@@ -55,7 +57,8 @@ from bench.muvera_data import (
     recall_at,
     scifact_tokens,
 )
-from bench.muvera_fastembed import fastembed_section
+from bench.muvera_fastembed import encode_only, fastembed_section
+from bench.muvera_pq import pq_section, pq_synthetic
 from bench.muvera_report import GOALS, markdown
 from bench.report import BENCHMARKS, dirty, git_commit, update_section, write_json
 from index.maxsim import carve
@@ -68,13 +71,15 @@ TAUS = (0.9, 0.8, 0.7, 0.6, 0.5)
 
 
 def configs(tiny: bool, d_finals: tuple[int, ...] = (0, 1024)) -> dict[str, MuveraParams]:
-    """Both presets x fill nearest/zero x final projection off/on (1,024 dims)."""
+    """Default and compact presets x fill nearest/zero x final projection off/on (1,024 dims),
+    and the wide preset with fill zero."""
     out = {}
     for preset in ("default", "compact"):
         for fill in ("nearest", "zero"):
             for d_final in d_finals:
                 name = f"{preset},fill={fill}" + (f",d_final={d_final}" if d_final else "")
                 out[name] = replace(PRESETS[preset], fill=fill, d_final=d_final)
+    out["wide,fill=zero"] = replace(PRESETS["wide"], fill="zero")
     return dict(list(out.items())[:2]) if tiny else out
 
 
@@ -288,6 +293,9 @@ def real_section(args: argparse.Namespace) -> dict[str, Any] | None:
     exact["ndcg"] = ndcg(truth)
     print(f"  brute-force MaxSim: {exact['qps_batch']:.1f} q/s, nDCG@10 {exact['ndcg']:.3f}")
     rows, carving = grid(data, truth, args, ndcg)
+    pq = None
+    if "pq" not in args.skip.split(","):  # the PQ rows on the same data and ground truth
+        pq = pq_section(args, data, truth, CANDIDATES, str(PRESETS["default"].fill))
     return {
         "docs": data.n_docs,
         "tokens": len(data.doc_tokens),
@@ -298,6 +306,7 @@ def real_section(args: argparse.Namespace) -> dict[str, Any] | None:
         "rows": rows,
         "carving": carving,
         "fastembed": fastembed_section(args, data, "SciFact minilm-tokens"),
+        "pq": pq,
     }
 
 
@@ -321,7 +330,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--time-queries", type=int, default=50, help="queries timed per config")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--skip", default="", help="sections to skip: synthetic,scale,real")
+    p.add_argument("--skip", default="", help="sections to skip: synthetic,scale,real,pq")
     p.add_argument("--update", action="store_true", help="keep skipped sections from --out")
     p.add_argument("--tiny", action="store_true", help="a few seconds: smoke test, no markdown")
     p.add_argument(
@@ -331,6 +340,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "SciFact's first --fastembed-docs docs x --real-queries queries unless --real 0); "
         "JSON to --out (default a temp file), no markdown",
     )
+    p.add_argument("--render", action="store_true", help="only re-render --out into the markdown")
     p.add_argument("--out", type=Path, help="JSON path (default bench/results/muvera.json)")
     p.add_argument("--markdown", type=Path, help="default BENCHMARKS.md; none with --tiny")
     args = p.parse_args(argv)
@@ -349,21 +359,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def encode_only(args: argparse.Namespace, result: dict[str, Any]) -> None:
-    """``--encode-only``: the fastembed side by side alone (encoding throughput and candidate
-    recall), on the synthetic sets and on SciFact, without any grid."""
-    syn = clustered(args.seed, args.fastembed_docs, args.queries, args.dim)
-    result["fastembed"] = fastembed_section(args, syn, f"synthetic d={args.dim}")
-    loaded = scifact_tokens(args.real) if args.real else None
-    if loaded is not None:
-        full = loaded.data
-        qo = full.query_offsets[: min(args.real_queries, full.n_queries) + 1]
-        data = TokenSets(full.doc_tokens, full.doc_offsets, full.query_tokens[: qo[-1]], qo)
-        result["fastembed_real"] = fastembed_section(args, data, "SciFact minilm-tokens")
-    write_json(args.out, result)
-    print(f"wrote {args.out}")
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     sgemm, _ = median_rate(SgemmProbe(1024 if args.tiny or args.encode_only else 4096, 2), 3)
@@ -380,10 +375,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.encode_only:
         encode_only(args, result)
         return
+    if args.render:
+        text = markdown(json.loads(args.out.read_text()), CANDIDATES)
+        update_section(SECTION, text, args.markdown)
+        print(f"rendered {args.out} into the {SECTION} section of {args.markdown}")
+        return
     skip = set(args.skip.split(","))
     if args.update and args.out.exists():
         old = json.loads(args.out.read_text())
-        keep = {"synthetic": ("synthetic", "fastembed"), "scale": ("scale",), "real": ("real",)}
+        keep = {
+            "synthetic": ("synthetic", "fastembed"),
+            "scale": ("scale",),
+            "real": ("real",),
+            "pq": ("pq",),
+        }
         for name in skip:
             result.update({k: old[k] for k in keep.get(name, ()) if k in old})
     if "synthetic" not in skip:
@@ -398,6 +403,9 @@ def main(argv: list[str] | None = None) -> None:
             write_json(args.out, result)
     if "real" not in skip and args.real:
         result["real"] = real_section(args)
+        write_json(args.out, result)
+    if "pq" not in skip:
+        result["pq"] = pq_synthetic(args, CANDIDATES)
     write_json(args.out, result)
     text = markdown(result, CANDIDATES)
     if args.markdown:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bench.muvera_pq import pq_table
+
 #: Goals from issue 6.
 GOALS = {"recall": 0.95, "max_candidates": 200, "speedup_100k": 10.0, "encode_vs_fastembed": 10.0}
 
@@ -107,22 +109,36 @@ def fastembed_table(sides: list[dict[str, Any]]) -> list[str]:
     lines = [
         "### FDE encoding vs fastembed `Muvera` (k_sim=5, d_proj=16, r_reps=20, same tokens)",
         "",
-        "| data | docs | ours docs/s | fastembed docs/s | × | ours queries/s "
-        "| fastembed queries/s | × | FDE top-100 R@10: ours | fastembed |",
+        "| data | docs | ours docs/s (1 thread) | fastembed docs/s | × (1 thread) "
+        "| ours queries/s (1 thread) | fastembed queries/s | × (1 thread) "
+        "| FDE top-100 R@10: ours | fastembed |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in sides:
         o, f = s["ours"], s["fastembed"]
+        one_d = one_q = ""
+        if "docs_per_s_1thread" in o:
+            one_d = f" ({o['docs_per_s_1thread']:,.0f})"
+            one_q = f" ({o['queries_per_s_1thread']:,.0f})"
+        x_d = x_q = ""
+        if "encode_speedup_docs_1thread" in s:
+            x_d = f" ({s['encode_speedup_docs_1thread']:.1f})"
+            x_q = f" ({s['encode_speedup_queries_1thread']:.1f})"
         lines.append(
-            f"| {s['data']} | {s['docs']:,} | {o['docs_per_s']:,.0f} | {f['docs_per_s']:,.0f} "
-            f"| {s['encode_speedup_docs']:.0f} | {o['queries_per_s']:,.0f} "
-            f"| {f['queries_per_s']:,.0f} | {s['encode_speedup_queries']:.0f} "
+            f"| {s['data']} | {s['docs']:,} | {o['docs_per_s']:,.0f}{one_d} "
+            f"| {f['docs_per_s']:,.0f} | {s['encode_speedup_docs']:.1f}{x_d} "
+            f"| {o['queries_per_s']:,.0f}{one_q} | {f['queries_per_s']:,.0f} "
+            f"| {s['encode_speedup_queries']:.1f}{x_q} "
             f"| {o['candidate_recall_c100']:.3f} | {f['candidate_recall_c100']:.3f} |"
         )
+    threads = sides[0].get("threads")
     lines += [
         "",
         f"fastembed {sides[0]['fastembed_version']} (an optional bench-only comparison, not a "
-        "project dependency). R@10 here is against exact MaxSim over the same subset.",
+        "project dependency). R@10 here is against exact MaxSim over the same subset. Ours "
+        + (f"encodes on {threads} threads (every core; " if threads else "(")
+        + "in brackets: the same encoder on one thread); fastembed's per-token Python loop runs "
+        "on one.",
     ]
     return lines
 
@@ -162,6 +178,7 @@ def markdown(result: dict[str, Any], cands: Sequence[int]) -> str:
             "",
             f"### Synthetic clustered token sets: {syn['docs']:,} docs ({syn['tokens']:,} tokens "
             f"× {syn['dim']}), {syn['queries']} queries, inner Flat",
+            *(["", str(syn["note"])] if syn.get("note") else []),
             "",
             *grid_table(syn, cands, with_ndcg=False),
             "",
@@ -169,6 +186,13 @@ def markdown(result: dict[str, Any], cands: Sequence[int]) -> str:
         ]
     if result.get("scale"):
         lines += ["", *scale_table(result["scale"])]
+        if result.get("scale_note"):
+            lines += ["", str(result["scale_note"])]
+    pqs = (((real or {}).get("pq"), "SciFact `minilm-tokens`"),)
+    pqs += (((result.get("pq") or {}).get("synthetic"), "synthetic"),)
+    for pq, label in pqs:
+        if pq:
+            lines += ["", *pq_table(label, pq, tuple(cands))]
     found = (result.get("fastembed"), (real or {}).get("fastembed"), result.get("fastembed_real"))
     sides = [s for s in found if s]
     if sides:

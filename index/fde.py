@@ -37,23 +37,18 @@ With one bucket and no projection the FDE product is ``sum(Q) . mean(P)`` exactl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from index.base import F32, I64
-from index.flat import _blas
+from index.fde_kernel import Fill, encode, gray_decode, gray_encode
 
 I8 = npt.NDArray[np.int8]
-Fill = Literal["nearest", "zero"]
 
 #: Largest ``k_sim``: 2**10 buckets per repetition already makes FDEs of R * 1024 * d_proj dims.
 MAX_K_SIM = 10
-#: Elements of the per-chunk working arrays (tokens x repetitions x max(buckets, d_proj)): about
-#: 32 MB of float64/int64 scratch, large enough that per-chunk Python overhead is noise.
-CHUNK_ELEMENTS = 1 << 18
-
 __all__ = [
     "FDEMatrices",
     "draw_matrices",
@@ -63,23 +58,6 @@ __all__ = [
     "gray_encode",
     "simhash_buckets",
 ]
-
-
-def gray_encode(b: npt.ArrayLike) -> I64:
-    """Sign pattern (Gray-code word) of bucket ``b``: ``b ^ (b >> 1)``; any shape, int64."""
-    x = np.asarray(b, dtype=np.int64)
-    out: I64 = x ^ (x >> 1)
-    return out
-
-
-def gray_decode(g: npt.ArrayLike) -> I64:
-    """Bucket (rank in Gray-code order) of sign pattern ``g``: prefix XOR from the top bit."""
-    x = np.array(g, dtype=np.int64, copy=True)
-    shift = 1
-    while shift < 32:  # patterns have at most MAX_K_SIM bits; 32 covers any uint32 word
-        x ^= x >> shift
-        shift *= 2
-    return x
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,6 +153,31 @@ class FDEMatrices:
         out: F32 = self._cache["proj"]
         return out
 
+    def _fused_cols(self) -> F32 | None:
+        """``(d, r_reps * k_sim [+ r_reps * d_proj])``: the hyperplanes, then (with a projection)
+        the scaled ±1 columns, so one sgemm per chunk gives the sign bits and projected tokens;
+        None when there is neither (``k_sim == 0`` and no projection)."""
+        if "fused" not in self._cache:
+            parts = [a for a in (self._planes_2d(), self._proj_cols()) if a is not None]
+            cols = sum(a.shape[1] for a in parts)
+            self._cache["fused"] = np.ascontiguousarray(np.hstack(parts)) if cols else None
+        out: F32 | None = self._cache["fused"]
+        return out
+
+    def _gray_table(self) -> I64:
+        """``(2**k_sim,)``: bucket of each sign pattern (``gray_decode`` as a lookup table)."""
+        if "gray" not in self._cache:
+            self._cache["gray"] = gray_decode(np.arange(self.buckets))
+        out: I64 = self._cache["gray"]
+        return out
+
+    def _warm(self) -> None:
+        """Compute every derived operand now (before encoding threads share the cache)."""
+        self._fused_cols()
+        self._gray_table()
+        if self.sketch_index is not None:
+            self._sketch_plan()
+
     def _sketch_plan(self) -> tuple[I64, F32, I64, I64]:
         """Column order grouping equal targets, signs in that order, group starts, targets."""
         if "sketch" not in self._cache:
@@ -256,128 +259,31 @@ def _check(m: FDEMatrices, tokens: F32, offsets: I64, what: str) -> tuple[F32, I
     return tokens, offsets
 
 
-def _chunks(offsets: I64, per_token: int) -> list[tuple[int, int]]:
-    """Consecutive set ranges ``[a, b)`` of at most ``CHUNK_ELEMENTS / per_token`` tokens each
-    (a single larger set gets a chunk of its own)."""
-    budget = max(1, CHUNK_ELEMENTS // max(1, per_token))
-    n = len(offsets) - 1
-    out, a = [], 0
-    while a < n:
-        b = int(np.searchsorted(offsets, offsets[a] + budget, side="right")) - 1
-        b = min(max(b, a + 1), n)
-        out.append((a, b))
-        a = b
-    return out
-
-
-def _encode(m: FDEMatrices, tokens: F32, offsets: I64, document: bool, fill: Fill) -> F32:
-    """Shared kernel; see :func:`encode_queries` and :func:`encode_documents`.
-
-    numpy's BLAS runs on one thread here: the products are small, and on a busy 2-core box a
-    multi-threaded small sgemm waits for its second thread to be scheduled (measured ~12 ms per
-    call instead of ~0.2 ms; encoding end to end was 7x slower). A second worker thread does not
-    help either: ``np.bincount`` holds the GIL.
-    """
-    n = len(offsets) - 1
-    out = np.empty((n, m.fde_dim), dtype=np.float32)
-    with _blas.single_threaded():
-        for a, b in _chunks(offsets, m.r_reps * max(m.buckets, m.d_proj)):
-            out[a:b] = _encode_chunk(m, tokens, offsets[a : b + 1], document, fill)
-    return out
-
-
-def _encode_chunk(m: FDEMatrices, tokens: F32, offsets: I64, document: bool, fill: Fill) -> F32:
-    """FDEs ``(n, fde_dim)`` of the sets delimited by ``offsets (n + 1,)`` (absolute rows)."""
-    r_reps, nb, p = m.r_reps, m.buckets, m.d_proj
-    lo, hi = int(offsets[0]), int(offsets[-1])
-    x, nc, nt = tokens[lo:hi], len(offsets) - 1, hi - lo
-    local = offsets - lo
-    nseg = nc * r_reps * nb
-    words, bucket = simhash_buckets(m, x)  # (nt, R)
-    owner = np.repeat(np.arange(nc, dtype=np.int64), np.diff(local))  # set of each token
-    # One segment per (set, repetition, bucket); seg[t, r] is token t's in repetition r.
-    seg = (owner[:, None] * r_reps + np.arange(r_reps)) * nb + bucket
-    proj = m._proj_cols()
-    if proj is None:
-        vals = np.broadcast_to(x[:, None, :], (nt, r_reps, p))
-    else:
-        vals = (x @ proj).reshape(nt, r_reps, p)  # (nt, R, p)
-    # One weighted bincount per coordinate: its (segments,) output stays in cache, unlike one
-    # bincount over (segment, coordinate) cells; both beat sort + reduceat and np.add.at.
-    flat_seg = seg.ravel()
-    sums = np.empty((nseg, p), dtype=np.float64)
-    for j in range(p):
-        sums[:, j] = np.bincount(flat_seg, weights=vals[:, :, j].ravel(), minlength=nseg)
-    if document:
-        counts = np.bincount(flat_seg, minlength=nseg)
-        sums /= np.maximum(counts, 1)[:, None]
-    block = sums.astype(np.float32).reshape(nc, r_reps, nb, p)
-    if document and fill == "nearest" and m.k_sim > 0:
-        _fill_nearest(block, seg, local, vals, m.k_sim)
-    flat = block.reshape(nc, m.full_dim)
-    return _count_sketch(m, flat) if m.sketch_index is not None else flat
-
-
-def _fill_nearest(block: F32, seg: I64, local: I64, vals: Any, k_sim: int) -> None:
-    """Fill each empty ``block[i, r, b]`` with set ``i``'s projected token (``vals (nt, R, p)``)
-    whose sign pattern in repetition ``r`` is nearest in Hamming distance to bucket ``b``'s;
-    ties take the set's first such token, as the reference does.
-
-    Each occupied bucket starts with key ``rank of its first token``, each empty one with
-    infinity; a distance transform over the k_sim-cube of sign patterns (one min-plus pass per
-    bit, exact for Hamming distance because it is a sum over bits) leaves every bucket the key
-    ``distance << shift | rank`` of its nearest first-token. Cost O(sets * R * B * k_sim)
-    instead of O(tokens * R * B) for comparing every token with every bucket.
-    """
-    nc, r_reps, nb, _ = block.shape
-    sizes = np.diff(local)
-    shift = int(sizes.max()).bit_length()
-    rank = np.arange(len(seg), dtype=np.int64) - np.repeat(local[:-1], sizes)
-    far = np.int64(1) << 62
-    first = np.full(nc * r_reps * nb, far, dtype=np.int64)
-    np.minimum.at(first, seg.ravel(), np.repeat(rank, r_reps))
-    empty = (first == far).reshape(nc, r_reps, nb)
-    if not empty.any():
-        return
-    # Re-index buckets by sign pattern so that bit j of the last axis is hyperplane bit j.
-    key = first.reshape(nc * r_reps, nb)[:, gray_decode(np.arange(nb))]
-    step = np.int64(1) << shift
-    for j in range(k_sim):
-        cube = key.reshape(nc * r_reps, nb >> (j + 1), 2, 1 << j)
-        lo, hi = cube[:, :, 0, :], cube[:, :, 1, :]
-        lo_next = np.minimum(lo, hi + step)
-        np.minimum(hi, lo + step, out=hi)
-        lo[...] = lo_next
-    best = key[:, gray_encode(np.arange(nb))].reshape(nc, r_reps, nb) & (step - 1)
-    i, r, b = np.nonzero(empty)
-    block[i, r, b] = vals[local[i] + best[i, r, b], r]
-
-
-def _count_sketch(m: FDEMatrices, x: F32) -> F32:
-    """``(n, d_final)``: coordinate ``j`` of ``x (n, full_dim)`` added with ``sketch_sign[j]``
-    into column ``sketch_index[j]``."""
-    order, signs, starts, target = m._sketch_plan()
-    out = np.zeros((len(x), m.d_final), dtype=np.float32)
-    out[:, target] = np.add.reduceat(x[:, order] * signs, starts, axis=1)
-    return out
-
-
-def encode_queries(m: FDEMatrices, tokens: F32, offsets: I64) -> F32:
+def encode_queries(m: FDEMatrices, tokens: F32, offsets: I64, *, threads: int | None = None) -> F32:
     """Query FDEs: per repetition and bucket, the SUM of the set's projected tokens.
 
     Args:
         m: the matrices (:func:`draw_matrices`).
         tokens: ``(N, d) float32``, every query's tokens back to back.
         offsets: ``(n + 1,) int64``, query ``i`` is ``tokens[offsets[i]:offsets[i + 1]]``.
+        threads: encoding threads (default :data:`index.fde_kernel.THREADS`, every core).
 
     Returns:
         ``(n, m.fde_dim) float32``. An empty query raises ``ValueError`` naming it.
     """
     tokens, offsets = _check(m, tokens, offsets, "query")
-    return _encode(m, tokens, offsets, document=False, fill="zero")
+    m._warm()
+    return encode(m, tokens, offsets, document=False, fill="zero", threads=threads)
 
 
-def encode_documents(m: FDEMatrices, tokens: F32, offsets: I64, fill: Fill = "nearest") -> F32:
+def encode_documents(
+    m: FDEMatrices,
+    tokens: F32,
+    offsets: I64,
+    fill: Fill = "nearest",
+    *,
+    threads: int | None = None,
+) -> F32:
     """Document FDEs: per repetition and bucket, the MEAN of the set's projected tokens.
 
     Args:
@@ -386,6 +292,7 @@ def encode_documents(m: FDEMatrices, tokens: F32, offsets: I64, fill: Fill = "ne
         offsets: ``(n + 1,) int64``, document ``i`` is ``tokens[offsets[i]:offsets[i + 1]]``.
         fill: ``"nearest"`` puts into an empty bucket the document's token whose sign pattern
             is nearest in Hamming distance (the paper's fill); ``"zero"`` leaves it zero.
+        threads: encoding threads (default :data:`index.fde_kernel.THREADS`, every core).
 
     Returns:
         ``(n, m.fde_dim) float32``. An empty document raises ``ValueError`` naming it.
@@ -393,4 +300,5 @@ def encode_documents(m: FDEMatrices, tokens: F32, offsets: I64, fill: Fill = "ne
     if fill not in ("nearest", "zero"):
         raise ValueError(f"fill must be 'nearest' or 'zero', got {fill!r}")
     tokens, offsets = _check(m, tokens, offsets, "document")
-    return _encode(m, tokens, offsets, document=True, fill=fill)
+    m._warm()
+    return encode(m, tokens, offsets, document=True, fill=fill, threads=threads)

@@ -1,17 +1,20 @@
 """MUVERA multi-vector retrieval: FDE candidates from a dense MIPS index, exact MaxSim re-rank.
 
-Spec: ``Muvera(k_sim=5,d_proj=16,r_reps=20,fill=nearest,d_final=0,store_dtype=float32,seed=42),
+Spec: ``Muvera(k_sim=5,d_proj=16,r_reps=20,fill=zero,d_final=0,store_dtype=float32,seed=42),
 <inner>,MaxSim(candidates=100)`` where ``<inner>`` is any registered dense index spec (``Flat``,
-``HNSW(...)``, ...) built over the FDEs. Each document's token set is encoded once, at ``add``,
-into a document FDE (:mod:`index.fde`) that goes into the inner index; its tokens go into a
+``HNSW(...)``, ...) or ``PQ(m=...,nbits=8)`` (:mod:`index.muvera_pq`: 32x smaller FDEs) built
+over the FDEs. Each document's token set is encoded once, at ``add``, into a document FDE
+(:mod:`index.fde`) that goes into the inner index; its tokens go into a
 :class:`~index.maxsim.TokenStore`. A query's FDE fetches ``candidates`` documents from the inner
 index, which are then re-ranked by exact MaxSim over the stored tokens: FDE scores only pick
 candidates and are never returned. ``exact=True`` scans every document by MaxSim instead.
 
 Presets (``PRESETS``): ``default`` 20 x 32 buckets x 16 = 10,240 dims (the paper's setting);
-``compact`` k_sim=4, d_proj=8: 20 x 16 x 8 = 2,560 dims, 4x smaller FDEs. ``d_final`` count-sketches
-the FDE further. ``store_dtype=float16`` halves the token store (re-rank scores then come from
-float16 tokens). Adds are incremental: new documents are encoded with the same saved matrices.
+``wide`` k_sim=4, d_proj=32: 20 x 16 x 32 = 10,240 dims, more recall per candidate;
+``compact`` k_sim=3, d_proj=16: 20 x 8 x 16 = 2,560 dims, 4x smaller FDEs. ``d_final``
+count-sketches the FDE further. ``store_dtype=float16`` halves the token store (re-rank scores
+then come from float16 tokens). Adds are incremental: new documents are encoded with the same
+saved matrices.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ import numpy as np
 import numpy.typing as npt
 
 from index.base import F32, I64, IdSelector, Index, SearchResult, check_ids
-from index.fde import FDEMatrices, Fill, draw_matrices, encode_documents, encode_queries
+from index.fde import FDEMatrices, draw_matrices, encode_documents, encode_queries
+from index.fde_kernel import Fill
 from index.flat import _blas
 from index.maxsim import MaxSimParams, MaxSimReranker, StoreDtype, TokenStore, pack
+from index.muvera_pq import inner_class, inner_factory
 from index.params import SpecError, canonical_part
-from index.spec import Part, index_factory, lookup, parse_spec, stage_params
+from index.spec import Part, parse_spec, stage_params
 
 __all__ = ["PRESETS", "MuveraIndex", "MuveraParams"]
 
@@ -43,13 +48,17 @@ class MuveraParams:
     dimension (0: none), token store dtype and the seed of every random matrix.
 
     ``fill`` also takes the issue's boolean spelling: ``fill=true`` is ``nearest``, ``fill=false``
-    is ``zero`` (the canonical spec prints ``nearest``/``zero``).
+    is ``zero`` (the canonical spec prints ``nearest``/``zero``). The default is ``zero`` (empty
+    buckets stay zero, the reference implementation's default ``fill_empty_partitions=false``):
+    measured better than the paper's nearest-token fill on every data set and candidate count
+    here, SciFact ``minilm-tokens`` included (``index/MUVERA_NOTES.md``). Specs stored with
+    ``fill=nearest`` keep it: the canonical spec prints the fill.
     """
 
     k_sim: int = 5
     d_proj: int = 16
     r_reps: int = 20
-    fill: Literal["nearest", "zero", "true", "false"] = "nearest"
+    fill: Literal["nearest", "zero", "true", "false"] = "zero"
     d_final: int = 0
     store_dtype: Literal["float32", "float16"] = "float32"
     seed: int = 42
@@ -72,10 +81,14 @@ class MuveraParams:
         return self.d_final or self.r_reps * (1 << self.k_sim) * self.d_proj
 
 
-#: Named parameter sets: the paper's default (10,240 dims) and a 4x smaller one (2,560 dims).
+#: Named parameter sets: the paper's default (10,240 dims), ``wide`` (the same 10,240 dims as
+#: 16 buckets x 32 projected dims: higher recall per candidate on 128- and 384-dim tokens, about
+#: 1.6x the encoding cost) and ``compact`` (2,560 dims: 8 buckets x 16, measured better than
+#: 16 buckets x 8 on both data sets). See ``index/MUVERA_NOTES.md``.
 PRESETS: dict[str, MuveraParams] = {
     "default": MuveraParams(),
-    "compact": MuveraParams(k_sim=4, d_proj=8, r_reps=20),
+    "wide": MuveraParams(k_sim=4, d_proj=32, r_reps=20),
+    "compact": MuveraParams(k_sim=3, d_proj=16, r_reps=20),
 }
 
 Docs = Sequence[npt.ArrayLike]
@@ -115,9 +128,9 @@ class MuveraIndex:
         )
         if (self.matrices.dim, self.matrices.fde_dim) != (dim, p.fde_dim):
             raise ValueError("matrices do not match the parameters")
-        self.inner: Index = index_factory(p.fde_dim, inner)
+        self.inner: Index = inner_factory(p.fde_dim, inner)
         if getattr(type(self.inner), "multivector", False):
-            raise SpecError("Muvera: the inner index must be a dense index such as Flat or HNSW")
+            raise SpecError("Muvera: the inner index must be a dense index: Flat, HNSW, PQ, ...")
         self.store = TokenStore(dim, p.store_dtype)
         self.reranker = MaxSimReranker(self.store)
 
@@ -169,7 +182,7 @@ class MuveraIndex:
 
     @property
     def _fill(self) -> Fill:
-        return "zero" if self.params.fill == "zero" else "nearest"  # aliases are normalised
+        return "nearest" if self.params.fill == "nearest" else "zero"  # aliases are normalised
 
     # -- mutation -------------------------------------------------------------------------------
 
@@ -305,7 +318,7 @@ class MuveraIndex:
         )
         dim = int(meta["dim"])
         index = cls(dim, params, "Flat", MaxSimParams(**meta["maxsim"]), matrices=matrices)
-        inner_cls = lookup(parse_spec(meta["inner"]).parts[0].name)
+        inner_cls = inner_class(parse_spec(meta["inner"]).parts[0].name)
         index.inner = inner_cls.load(path / "inner")
         arrays = {name: np.load(path / f"{name}.npy") for name in ("tokens", "offsets", "ids")}
         arrays["dead"] = np.load(path / "dead.npy")

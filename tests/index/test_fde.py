@@ -308,7 +308,7 @@ def test_matches_per_token_reference_on_ragged_batches(
     batch of 1-150 unit-norm tokens per set (far fewer and far more tokens than buckets),
     encoded whole and in many small chunks: equal to the per-token reference to float32
     rounding (any faster kernel, e.g. summing per bucket before projecting, must keep this)."""
-    import index.fde as fde
+    import index.fde_kernel as fde_kernel
 
     rng = np.random.default_rng(dim + k_sim + d_proj + d_final)
     m = draw_matrices(dim, k_sim, d_proj, r_reps, seed=11, d_final=d_final)
@@ -320,10 +320,33 @@ def test_matches_per_token_reference_on_ragged_batches(
         "zero": lambda: encode_documents(m, tokens, offsets, "zero"),
     }
     whole = {name: enc() for name, enc in encoders.items()}
-    monkeypatch.setattr(fde, "CHUNK_ELEMENTS", 1 << 11)  # many chunks, some of a single set
+    monkeypatch.setattr(fde_kernel, "CHUNK_ELEMENTS", 1 << 11)  # many chunks, some of a single set
     for name, enc in encoders.items():
         want = per_token_fde(m, tokens, offsets, name != "query", name == "nearest")
         got = whole[name]
         assert got.shape == (len(sizes), m.fde_dim) and got.dtype == np.float32
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=name)
         np.testing.assert_allclose(enc(), got, rtol=1e-6, atol=1e-6, err_msg=f"{name}, chunked")
+
+
+def test_threads_give_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks encoded on several threads write disjoint rows: identical to one thread."""
+    import index.fde_kernel as fde_kernel
+
+    rng = np.random.default_rng(5)
+    m = draw_matrices(48, 5, 16, 6, seed=2)
+    tokens, offsets = pack(
+        [unit(rng.standard_normal((int(s), 48))) for s in rng.integers(1, 90, 60)], 48
+    )
+    monkeypatch.setattr(fde_kernel, "CHUNK_ELEMENTS", 1 << 13)  # many chunks
+    assert len(fde_kernel.chunks(offsets, m.r_reps * m.buckets)) > 8
+    for threads in (2, 3):
+        for fill in ("nearest", "zero"):
+            np.testing.assert_array_equal(
+                encode_documents(m, tokens, offsets, fill, threads=threads),
+                encode_documents(m, tokens, offsets, fill, threads=1),
+            )
+        np.testing.assert_array_equal(
+            encode_queries(m, tokens, offsets, threads=threads),
+            encode_queries(m, tokens, offsets, threads=1),
+        )
