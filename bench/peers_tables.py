@@ -314,7 +314,15 @@ def http_target(h: dict[str, Any]) -> list[str]:
         if not found:
             continue
         worst = min(found, key=lambda row: row[2])
-        verdict = "met" if worst[2] >= 1.5 else "**missed**"
+        # "at equal recall": ours may not trail the peer's recall by more than 0.005
+        lower = [row for row in found if row[3]["recall"] < row[4]["recall"] - 0.005]
+        verdict = "met" if worst[2] >= 1.5 and not lower else "**missed**"
+        caveat = (
+            f"; not at equal recall: ours {lower[0][3]['recall']:.3f} against {lower[0][1]}'s "
+            f"{lower[0][4]['recall']:.3f} at the same ef"
+            if lower
+            else ""
+        )
         out.append(
             f"- network QPS ≥ 1.5× the best peer server, {label} ({phase} phase): {verdict} — "
             f"worst at {worst[0]} client{'' if worst[0] == '1' else 's'}, ours ÷ {worst[1]} "
@@ -322,6 +330,7 @@ def http_target(h: dict[str, Any]) -> list[str]:
             f"{worst[3]['recall']:.3f} vs {worst[4]['recall']:.3f}); per client count, against "
             "the fastest peer there: "
             + ", ".join(f"{c}: {v:.2f}× vs {b}" for c, b, v, _, _ in found)
+            + caveat
             + "."
         )
     return out

@@ -19,6 +19,7 @@ default filled in, so ``index_factory(d, s).spec`` is the canonical form of ``s`
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from dataclasses import dataclass
@@ -104,6 +105,13 @@ def parse_spec(text: str) -> IndexSpec:
     """Parse the syntax of a spec string (no registry look-up)."""
     if not isinstance(text, str) or not text.strip():
         raise SpecError("spec must be a non-empty string such as 'Flat'")
+    return _parse(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(text: str) -> IndexSpec:
+    """:func:`parse_spec`'s work, remembered: every search reads its collection's spec (the
+    result is immutable)."""
     return IndexSpec(tuple(_parse_part(p) for p in _split_top(text)))
 
 

@@ -8,9 +8,13 @@ scope (403), then spends one request of the key's rate limit (429). See :mod:`ap
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+import orjson
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app.auth import Authenticator, Principal, Role, pick_token
@@ -18,12 +22,55 @@ from app.ratelimit import RateLimiter
 from app.service import SearchService
 
 
-def get_service(request: Request) -> SearchService:
+async def get_service(request: Request) -> SearchService:
+    """``async``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per
+    request for one attribute read."""
     service: SearchService = request.app.state.service
     return service
 
 
 ServiceDep = Annotated[SearchService, Depends(get_service)]
+
+#: Every digit as ``0``, a dot as itself, anything else as a space (:func:`loads`).
+_DIGITS = bytes(0x30 if 0x30 <= c <= 0x39 else 0x2E if c == 0x2E else 0x20 for c in range(256))
+_RUN = b"0" * 19
+
+
+def loads(body: bytes) -> Any:
+    """``json.loads(body)``: the same value and the same errors, about ten times faster on a
+    body of floats. orjson reads what it reads exactly as ``json`` does (RFC 8259, integers up
+    to 64 bits, finite floats, correctly rounded); what it refuses (``NaN``, ``1e400``, UTF-16,
+    a lone surrogate, invalid JSON) goes to ``json``, which answers as before, and so does a
+    body with 19 digits in a row not after a dot (an integer orjson may turn into a float
+    beyond 64 bits, where ``json`` keeps an ``int``; a fraction's digits come after a dot)."""
+    digits = body.translate(_DIGITS)
+    if not digits.startswith(_RUN) and b" " + _RUN not in digits:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(body)
+
+
+class _JSONRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = loads(await self.body())
+        return self._json
+
+
+class JSONRoute(APIRoute):
+    """A route whose JSON body is read by :func:`loads` (FastAPI reads it with ``json``, the
+    largest cost of a search request before this)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Response:
+            return await handler(_JSONRequest(request.scope, request.receive))
+
+        return route_handler
+
 
 _bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
 _api_key = APIKeyHeader(name="api-key", auto_error=False, description="an API key")

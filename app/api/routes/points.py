@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.deps import ReadKey, ServiceDep, WriteKey
+from app.api.deps import JSONRoute, ReadKey, ServiceDep, WriteKey
 from app.api.schemas import (
     CountRequest,
     CountResult,
@@ -18,7 +18,7 @@ from app.api.schemas import (
 )
 from app.service import PointWrite
 
-router = APIRouter(prefix="/collections/{name}/points", tags=["points"])
+router = APIRouter(prefix="/collections/{name}/points", tags=["points"], route_class=JSONRoute)
 
 
 @router.put("", response_model=UpsertResult)

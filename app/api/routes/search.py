@@ -6,7 +6,7 @@ import time
 
 from fastapi import APIRouter
 
-from app.api.deps import ReadKey, ServiceDep
+from app.api.deps import JSONRoute, ReadKey, ServiceDep
 from app.api.schemas import (
     BatchSearchRequest,
     BatchSearchResponse,
@@ -19,7 +19,7 @@ from app.metrics import observe_stage, stage
 from app.search import Outcome, Query
 from app.service import SearchService
 
-router = APIRouter(prefix="/collections/{name}", tags=["search"])
+router = APIRouter(prefix="/collections/{name}", tags=["search"], route_class=JSONRoute)
 
 
 def _query(r: SearchRequest) -> Query:
