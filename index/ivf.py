@@ -61,7 +61,26 @@ class IVFParams:
             raise ValueError(f"seed must be in [0, 2**31), got {self.seed}")
 
 
-class IVFIndex(FaissIndex):
+class IVFSearch:
+    """The searches of a faiss IVF index (IVF-Flat here, IVF-PQ in :mod:`index.muvera_pq`):
+    ``nprobe`` lists, or every list for an exhaustive pass, filtered by ``sel``."""
+
+    _faiss: Any
+    _nlist: int
+    params: Any
+
+    def _search_approx(self, queries: F32, k: int, sel: Any, **knobs: int) -> tuple[F32, I64]:
+        nprobe = min(int(knobs.get("nprobe") or self.params.nprobe), self._nlist)
+        params = faiss.SearchParametersIVF(nprobe=nprobe, sel=sel)
+        return faiss_result(*self._faiss.search(queries, k, params=params))
+
+    def _search_exact(self, queries: F32, k: int, sel: Any) -> tuple[F32, I64]:
+        # Every list probed: an exhaustive scan, filtered by ``sel`` before any score.
+        params = faiss.SearchParametersIVF(nprobe=self._nlist, sel=sel)
+        return faiss_result(*self._faiss.search(queries, k, params=params))
+
+
+class IVFIndex(IVFSearch, FaissIndex):
     """Inner-product IVF-Flat over tombstoned rows; trained on the first add."""
 
     NAME: ClassVar[str] = "IVF"
@@ -116,16 +135,6 @@ class IVFIndex(FaissIndex):
             ivf.train(x)
         self._nlist = nlist
         return ivf
-
-    def _search_approx(self, queries: F32, k: int, sel: Any, **knobs: int) -> tuple[F32, I64]:
-        nprobe = min(int(knobs.get("nprobe") or self.params.nprobe), self._nlist)
-        params = faiss.SearchParametersIVF(nprobe=nprobe, sel=sel)
-        return faiss_result(*self._faiss.search(queries, k, params=params))
-
-    def _search_exact(self, queries: F32, k: int, sel: Any) -> tuple[F32, I64]:
-        # Every list probed: an exhaustive scan, filtered by ``sel`` before any dot product.
-        params = faiss.SearchParametersIVF(nprobe=self._nlist, sel=sel)
-        return faiss_result(*self._faiss.search(queries, k, params=params))
 
     def _faiss_nbytes(self) -> int:
         if self._faiss is None:

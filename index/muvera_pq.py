@@ -30,9 +30,9 @@ from typing import Any, ClassVar
 import faiss as _faiss
 import numpy as np
 
-from index.base import F32, I64, Index, check_vectors
-from index.hnsw import FaissIndex, faiss_result
-from index.ivf import MIN_TRAIN_PER_LIST
+from index.base import F32, Index, check_vectors
+from index.hnsw import FaissIndex
+from index.ivf import MIN_TRAIN_PER_LIST, IVFSearch
 from index.params import SpecError, bind
 from index.spec import index_factory, parse_spec
 
@@ -65,7 +65,7 @@ class PQParams:
             raise ValueError(f"seed must be in [0, 2**31), got {self.seed}")
 
 
-class PQIndex(FaissIndex):
+class PQIndex(IVFSearch, FaissIndex):
     """Inner-product IVF-PQ over tombstoned rows; trained on the first add."""
 
     NAME: ClassVar[str] = "PQ"
@@ -121,16 +121,6 @@ class PQIndex(FaissIndex):
             ivf.train(x)
         self._nlist, self._nbits = nlist, nbits
         return ivf
-
-    def _search_approx(self, queries: F32, k: int, sel: Any, **knobs: int) -> tuple[F32, I64]:
-        nprobe = min(int(knobs.get("nprobe") or self.params.nprobe), self._nlist)
-        params = faiss.SearchParametersIVF(nprobe=nprobe, sel=sel)
-        return faiss_result(*self._faiss.search(queries, k, params=params))
-
-    def _search_exact(self, queries: F32, k: int, sel: Any) -> tuple[F32, I64]:
-        # Every list probed: an exhaustive scan of the PQ codes, filtered by ``sel``.
-        params = faiss.SearchParametersIVF(nprobe=self._nlist, sel=sel)
-        return faiss_result(*self._faiss.search(queries, k, params=params))
 
     def _faiss_nbytes(self) -> int:
         if self._faiss is None:
