@@ -40,7 +40,7 @@ from bench.peers_milvus_txtai import (
     milvus_rows,
 )
 from bench.peers_systems import chroma_config
-from bench.peers_workloads import K, dataset, ground_truth, pct, recall, rotated
+from bench.peers_workloads import K, dataset, feed, ground_truth, pct, recall, rotated
 
 OURS_HNSW = f"HNSW(m={HNSW_M},ef_construction={HNSW_EF_CONSTRUCTION},ef_search={EF_DEFAULT})"
 Search = Callable[[np.ndarray], list[int]]
@@ -334,14 +334,7 @@ def run_http(
                 out.setdefault("skipped", {})[name] = f"package {package!r} is not installed"
         names = list(servers)
         rss0 = {name: proc_rss(s.proc.pid) for name, s in servers.items()}
-        spent = dict.fromkeys(names, 0.0)
-        for b, start in enumerate(range(0, n, batch)):
-            part = x[start : start + batch]
-            ids = np.arange(start, start + len(part), dtype=np.int64)
-            for name in rotated(names, b):
-                t = time.perf_counter()
-                servers[name].add(ids, part)
-                spent[name] += time.perf_counter() - t
+        spent = feed(servers, x, batch)
         for name in names:
             t = time.perf_counter()
             servers[name].finish_ingest()

@@ -5,6 +5,7 @@ the systems it is given interleaved, order rotated each round."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -77,17 +78,25 @@ def rotated(names: list[str], r: int) -> list[str]:
     return names[r:] + names[:r]
 
 
-def ingest(systems: dict[str, System], x: F32, batch: int) -> dict[str, dict[str, float]]:
-    """Hand every batch to every system (rotated order); then build. Seconds per system."""
-    names = list(systems)
+def feed(targets: dict[str, Any], x: F32, batch: int) -> dict[str, float]:
+    """Hand every batch of ``x`` (ids = row numbers) to every target's ``add``, the order
+    rotated batch by batch so none always goes first; seconds spent per target."""
+    names = list(targets)
     spent = dict.fromkeys(names, 0.0)
     for b, start in enumerate(range(0, len(x), batch)):
         part = x[start : start + batch]
         ids = np.arange(start, start + len(part), dtype=np.int64)
         for name in rotated(names, b):
             t = time.perf_counter()
-            systems[name].add(ids, part)
+            targets[name].add(ids, part)
             spent[name] += time.perf_counter() - t
+    return spent
+
+
+def ingest(systems: dict[str, System], x: F32, batch: int) -> dict[str, dict[str, float]]:
+    """Hand every batch to every system (rotated order); then build. Seconds per system."""
+    names = list(systems)
+    spent = feed(systems, x, batch)
     built = {}
     for name in names:
         t = time.perf_counter()
