@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from support import wait_ready
 
-from app.api.app import create_app
-from app.config import Settings
 from encoders import encoder_factory
 from index.hypencoder_head import ARRAYS, HeadConfig, HyperHead
 
@@ -25,13 +21,6 @@ def heads(tmp_path: Path) -> Path:
     HyperHead.init(HeadConfig(dim=D, token_dim=16, n_hidden=1, encoder=TOKENS)).save(root / "h1")
     HyperHead.init(HeadConfig(dim=4, token_dim=16, n_hidden=1, encoder=TOKENS)).save(root / "small")
     return root
-
-
-@pytest.fixture
-def hclient(tmp_path: Path, heads: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path / "data", hypencoder_dir=heads))) as c:
-        wait_ready(c)
-        yield c
 
 
 def test_hypencoder_stage_equals_the_qnet(hclient: TestClient, heads: Path) -> None:

@@ -4,7 +4,6 @@ first-stage candidates."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +34,6 @@ def heads(tmp_path: Path) -> Path:
     _head(1).save(root / "h1")
     _head(2, dim=4).save(root / "small")
     return root
-
-
-@pytest.fixture
-def rclient(tmp_path: Path, heads: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path / "data", hypencoder_dir=heads))) as c:
-        wait_ready(c)
-        yield c
 
 
 def _docs(n: int = 60) -> list[str]:
@@ -77,12 +69,12 @@ def _by_hand(
 
 
 def test_params_rerank_equals_the_qnet_over_the_first_stage(
-    rclient: TestClient, heads: Path
+    hclient: TestClient, heads: Path
 ) -> None:
-    docs = _collection(rclient)
+    docs = _collection(hclient)
     text = "red car by the river"
     params = {"rerank": "hypencoder", "head": "h1", "candidates": 20}
-    r = rclient.post("/collections/c/search", json={"text": text, "k": 5, "params": params})
+    r = hclient.post("/collections/c/search", json={"text": text, "k": 5, "params": params})
     assert r.status_code == 200, r.text
     want, scores = _by_hand(heads, "h1", docs, text, 20)
     body = r.json()
@@ -96,53 +88,53 @@ def test_params_rerank_equals_the_qnet_over_the_first_stage(
     assert all(s["took_ms"] >= 0 for s in body["stages"])
     # The head defaults to the one trained for the collection's encoder (h1: test-hash).
     del params["head"]
-    again = rclient.post("/collections/c/search", json={"text": text, "k": 5, "params": params})
+    again = hclient.post("/collections/c/search", json={"text": text, "k": 5, "params": params})
     assert again.json()["hits"] == body["hits"]
     # offset pages through the re-ranked list; filters and thresholds apply; vectors come back.
     page = {"text": text, "k": 3, "offset": 2, "params": params, "with_vector": True}
-    got = rclient.post("/collections/c/search", json=page).json()["hits"]
+    got = hclient.post("/collections/c/search", json=page).json()["hits"]
     assert [h["id"] for h in got] == want[2:5] and len(got[0]["vector"]) == D
     flt = {"must": [{"key": "g", "match": 1}]}
-    r = rclient.post(
+    r = hclient.post(
         "/collections/c/search", json={"text": text, "k": 4, "filter": flt, "params": params}
     )
     allowed = {i for i in range(len(docs)) if i % 3 == 1}
     want_f = _by_hand(heads, "h1", docs, text, 20, allowed)[0]
     assert [h["id"] for h in r.json()["hits"]] == want_f[:4]
     cut = float(scores[2])
-    r = rclient.post(
+    r = hclient.post(
         "/collections/c/search",
         json={"text": text, "k": 5, "score_threshold": cut, "params": params},
     )
     assert [h["id"] for h in r.json()["hits"]] == want[:3]
 
 
-def test_index_spec_reranks_text_searches(rclient: TestClient, heads: Path) -> None:
+def test_index_spec_reranks_text_searches(hclient: TestClient, heads: Path) -> None:
     spec = "Flat,Hypencoder(model=h1,candidates=15)"
-    docs = _collection(rclient, index=spec)
-    info = rclient.get("/collections/c").json()
+    docs = _collection(hclient, index=spec)
+    info = hclient.get("/collections/c").json()
     assert info["index"] == spec
     text = "green apple tree"
-    r = rclient.post("/collections/c/search", json={"text": text, "k": 4}).json()
+    r = hclient.post("/collections/c/search", json={"text": text, "k": 4}).json()
     assert [h["id"] for h in r["hits"]] == _by_hand(heads, "h1", docs, text, 15)[0][:4]
     assert r["stages"][1]["input"] == 15
     # Per request: more candidates, or no re-ranking at all.
     more = {"text": text, "k": 4, "params": {"candidates": 30}}
-    r = rclient.post("/collections/c/search", json=more).json()
+    r = hclient.post("/collections/c/search", json=more).json()
     assert [h["id"] for h in r["hits"]] == _by_hand(heads, "h1", docs, text, 30)[0][:4]
-    plain = rclient.post(
+    plain = hclient.post(
         "/collections/c/search", json={"text": text, "k": 4, "params": {"rerank": "none"}}
     ).json()
     assert "stages" not in plain
     q = encoder_factory(ENC).encode_queries([text]).dense[0]
-    by_vector = rclient.post("/collections/c/search", json={"vector": q.tolist(), "k": 4}).json()
+    by_vector = hclient.post("/collections/c/search", json={"vector": q.tolist(), "k": 4}).json()
     assert "stages" not in by_vector and by_vector["hits"] == plain["hits"]
     # A batch mixes both and keeps its order.
     batch = {"searches": [{"text": text, "k": 4}, {"vector": q.tolist(), "k": 4}]}
-    res = rclient.post("/collections/c/search/batch", json=batch).json()["results"]
+    res = hclient.post("/collections/c/search/batch", json=batch).json()["results"]
     assert "stages" in res[0] and "stages" not in res[1] and res[1]["hits"] == plain["hits"]
     # A rebuild keeps the stage with a new index before it.
-    r = rclient.post("/collections/c/index", json={"spec": "HNSW(m=8),Hypencoder(model=h1)"})
+    r = hclient.post("/collections/c/index", json={"spec": "HNSW(m=8),Hypencoder(model=h1)"})
     assert r.status_code == 202, r.text
 
 
@@ -161,16 +153,16 @@ def test_index_spec_reranks_text_searches(rclient: TestClient, heads: Path) -> N
     ],
 )
 def test_bad_rerank_requests_are_4xx(
-    rclient: TestClient, body: dict[str, Any], status: int, message: str
+    hclient: TestClient, body: dict[str, Any], status: int, message: str
 ) -> None:
-    _collection(rclient)
-    r = rclient.post("/collections/c/search", json=body)
+    _collection(hclient)
+    r = hclient.post("/collections/c/search", json=body)
     assert r.status_code == status and message in r.json()["message"], r.text
 
 
-def test_bad_rerank_specs_are_refused_up_front(rclient: TestClient, heads: Path) -> None:
+def test_bad_rerank_specs_are_refused_up_front(hclient: TestClient, heads: Path) -> None:
     def create(index: str, **extra: Any) -> Any:
-        return rclient.post("/collections", json={"name": "x", "index": index, **extra})
+        return hclient.post("/collections", json={"name": "x", "index": index, **extra})
 
     r = create("Flat,Hypencoder(model=nope)", encoder=ENC)
     assert r.status_code == 404 and "known: h1, small" in r.json()["message"]
@@ -183,7 +175,7 @@ def test_bad_rerank_specs_are_refused_up_front(rclient: TestClient, heads: Path)
     r = create(f"Flat,Hypencoder(model={heads / 'h1'})", encoder=ENC)
     assert r.status_code == 201, r.text  # a head directory by absolute path (spec only)
     mv = "Muvera(d_proj=4),Flat,MaxSim,Hypencoder(model=h1)"
-    r = rclient.post("/collections", json={"name": "m", "dim": 4, "multivector": True, "index": mv})
+    r = hclient.post("/collections", json={"name": "m", "dim": 4, "multivector": True, "index": mv})
     assert r.status_code == 422 and "re-ranks dense" in r.json()["message"]
 
 
