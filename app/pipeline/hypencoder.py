@@ -64,11 +64,9 @@ class Heads:
         """The directory of head ``name``: the heads directory first, then the bundled heads
         (an absolute path, which only an index spec may give, is taken as it is); None when
         there is no head there."""
-        roots = [Path(name).parent] if Path(name).is_absolute() else [self.root, self.bundled]
-        for root in roots:
-            if (root / Path(name).name / "config.json").is_file():
-                return root / Path(name).name
-        return None
+        given = Path(name)
+        places = [given] if given.is_absolute() else [self.root / name, self.bundled / name]
+        return next((p for p in places if (p / "config.json").is_file()), None)
 
     def default_for(self, encoder: str | None, dim: int) -> str:
         """The head a search gets when it asks to re-rank without naming one: the one head
