@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 
 from app.config import Settings
+from app.dense import to_matrix
 from app.errors import InvalidInput, NotFound
 from app.filters import Filter, payload_problem, point_key
 from app.multivector import to_tokens
@@ -147,37 +148,9 @@ class Collection:
 
     def validate(self, vectors: Sequence[Any], what: str = "points") -> F32 | TokenBatch:
         """Dense vectors as an ``(n, dim)`` matrix, or token sets as a batch (422 on bad input)."""
-        if self.multivector:
-            cosine = self.config.metric == "cosine"
-            return to_tokens(vectors, self.dim, cosine, self.config.name, what)
-        return self._to_matrix(vectors, what)
-
-    def _to_matrix(self, vectors: Sequence[Sequence[float]], what: str = "points") -> F32:
-        for i, v in enumerate(vectors):
-            if len(v) != self.dim:
-                raise InvalidInput(
-                    f"{what}[{i}].vector has {len(v)} dimensions; collection "
-                    f"{self.config.name!r} expects {self.dim}",
-                    {"index": i, "expected": self.dim, "got": len(v)},
-                )
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
-            x = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), self.dim)
-        bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
-        if len(bad):
-            raise InvalidInput(
-                f"{what}[{bad[0]}].vector contains NaN or infinity (or a value beyond float32)",
-                {"index": int(bad[0])},
-            )
-        if self.config.metric == "cosine":
-            norms = np.linalg.norm(x, axis=1)
-            zero = np.flatnonzero(norms == 0)
-            if len(zero):
-                raise InvalidInput(
-                    f"{what}[{zero[0]}].vector is all zeros; cosine needs a non-zero vector",
-                    {"index": int(zero[0])},
-                )
-            x /= norms[:, None]
-        return x
+        cosine = self.config.metric == "cosine"
+        convert = to_tokens if self.multivector else to_matrix
+        return convert(vectors, self.dim, cosine, self.config.name, what)
 
     def upsert(
         self,

@@ -17,6 +17,7 @@ import orjson
 
 from app import multivector
 from app.collection import Collection
+from app.dense import WireVector
 from app.errors import InvalidInput
 from app.filters import Filter
 from app.knobs import search_part
@@ -39,7 +40,7 @@ class Query:
     """One search: a vector (token vectors, multi-vector) or a point id to search by, plus
     options."""
 
-    vector: list[float] | None = None
+    vector: WireVector | None = None
     vectors: list[list[float]] | F32 | None = None
     point_id: int | str | None = None
     text: str | None = None

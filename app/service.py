@@ -14,6 +14,7 @@ from typing import Any
 
 from app.collection import Collection
 from app.config import Settings
+from app.dense import WireVector
 from app.encoding import Encoding, Kind
 from app.errors import AlreadyExists, InvalidInput, NotFound, Unavailable
 from app.filters import Filter
@@ -41,7 +42,7 @@ class PointWrite:
     """One point of an upsert: a vector (token vectors, multi-vector), or a text to encode."""
 
     id: int | str
-    vector: list[float] | F32 | None = None
+    vector: WireVector | F32 | None = None
     text: str | None = None
     payload: dict[str, Any] | None = None
     vectors: list[list[float]] | F32 | None = None

@@ -2,7 +2,8 @@
 gRPC), same data, same client load.
 
 Every server runs as its own process on this machine. Ingest: batches go to the servers in turn
-(ours: ``PUT points``, JSON, answered once the WAL is fsynced; chroma: its ``HttpClient`` ``add``;
+(ours: ``PUT points``, JSON with base64 float32 vectors as ``app.client`` sends numpy arrays,
+answered once the WAL is fsynced; chroma: its ``HttpClient`` ``add``;
 milvus-lite: ``MilvusClient.insert``, answered once in its WAL, then one ``flush``). Search: at
 each client count, ``c`` threads (each with its own client) share one stream of queries; the
 servers alternate, twice, and medians are kept. Ours and milvus-lite run first as flat (exact)
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from base64 import b64encode
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,7 +76,10 @@ class Ours:
         self.params: dict[str, int] | None = None
 
     def add(self, ids: I64, x: F32) -> None:
-        pts = [{"id": int(i), "vector": v} for i, v in zip(ids, x.tolist(), strict=True)]
+        # The wire form the bundled client sends for numpy vectors (app.dense): base64 float32.
+        rows = x.astype("<f4", copy=False)
+        vecs = [b64encode(v.tobytes()).decode() for v in rows]
+        pts = [{"id": int(i), "vector": v} for i, v in zip(ids, vecs, strict=True)]
         body = orjson.dumps({"points": pts})
         r = self.http.put(
             "/collections/b/points", content=body, headers={"content-type": "application/json"}

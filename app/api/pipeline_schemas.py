@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.api.schemas import Hit, StageTrace, _Body
+from app.dense import VECTOR_FIELD, WireVector
 from app.filters import Filter, PointId
 
 _STAGES = (
@@ -25,7 +26,7 @@ class QueryRequest(_Body):
         description="a named pipeline of the collection, or inline stages; with neither "
         "'stages' nor 'pipeline' the collection's default pipeline runs",
     )
-    vector: list[float] | None = None
+    vector: WireVector | None = VECTOR_FIELD
     vectors: list[list[float]] | None = Field(
         None, description="query token vectors (multi-vector collections)"
     )
@@ -87,7 +88,7 @@ class Quality(BaseModel):
 
 class LabelledQuery(_Body):
     id: str = Field(description="the query's id in 'qrels'")
-    vector: list[float] | None = None
+    vector: WireVector | None = VECTOR_FIELD
     vectors: list[list[float]] | None = None
     text: str | None = None
     point: PointId | None = Field(None, description="query with this stored point's vector")

@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.dense import VECTOR_FIELD, WireVector
 from app.filters import Filter, PointId
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class CollectionList(BaseModel):
 
 class PointIn(_Body):
     id: PointId = Field(description="unsigned integer or string (1-256 chars)")
-    vector: list[float] | None = None
+    vector: WireVector | None = VECTOR_FIELD
     vectors: list[list[float]] | None = Field(
         None, description="token vectors (multi-vector collections)"
     )
@@ -150,7 +151,7 @@ class CountResult(BaseModel):
 
 
 class SearchRequest(_Body):
-    vector: list[float] | None = None
+    vector: WireVector | None = VECTOR_FIELD
     vectors: list[list[float]] | None = Field(
         None, description="query token vectors (multi-vector collections)"
     )

@@ -40,6 +40,7 @@ from app.client.wire import (
     T,
     UpsertSummary,
     _batches,
+    _body,
     _finish,
     _headers,
     _poll,
@@ -74,7 +75,7 @@ class AsyncClient:
         await self.http.aclose()
 
     async def _do(self, req: _Req[T]) -> T:
-        r = await self.http.request(req.method, req.path, json=req.json, params=req.params)
+        r = await self.http.request(req.method, req.path, params=req.params, **_body(req))
         return _finish(r, req.parse)
 
     async def health(self) -> Health:

@@ -40,6 +40,7 @@ from app.client.wire import (
     T,
     UpsertSummary,
     _batches,
+    _body,
     _finish,
     _headers,
     _model,
@@ -75,7 +76,7 @@ class Client:
         self.http.close()
 
     def _do(self, req: _Req[T]) -> T:
-        r = self.http.request(req.method, req.path, json=req.json, params=req.params)
+        r = self.http.request(req.method, req.path, params=req.params, **_body(req))
         return _finish(r, req.parse)
 
     # health

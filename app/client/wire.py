@@ -3,6 +3,7 @@ bodies, batching, the Server-Sent Events parser and polling."""
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -11,6 +12,7 @@ from itertools import islice
 from typing import Any, Generic, TypeVar
 
 import httpx
+import orjson
 from pydantic import BaseModel
 
 from app.api.schemas import (
@@ -71,10 +73,27 @@ def _plain(value: Any) -> Any:
     return tolist() if callable(tolist) else value
 
 
+def _vector(value: Any) -> Any:
+    """A 1-d float array -> the base64 of its little-endian float32 values (the server's
+    ``app.dense`` wire form: a fifth of the bytes of a JSON number list, no float parsing);
+    anything else as :func:`_plain`."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and getattr(value, "ndim", None) == 1 and dtype.kind == "f":
+        return base64.b64encode(value.astype("<f4").tobytes()).decode("ascii")
+    return _plain(value)
+
+
 def _point(p: PointLike) -> dict[str, Any]:
     raw = _plain(p)
-    out = {k: _plain(v) for k, v in dict(raw).items() if v is not None}
-    return out
+    return {k: _vector(v) if k == "vector" else _plain(v) for k, v in raw.items() if v is not None}
+
+
+def _body(req: _Req[Any]) -> dict[str, Any]:
+    """httpx keyword arguments carrying ``req.json`` as orjson bytes (several times faster than
+    the ``json`` module httpx uses for a batch of vectors)."""
+    if req.json is None:
+        return {}
+    return {"content": orjson.dumps(req.json), "headers": {"content-type": "application/json"}}
 
 
 def _filter(f: FilterLike | None) -> Any:
@@ -101,7 +120,7 @@ def _search_body(
 ) -> dict[str, Any]:
     return _drop_none(
         {
-            "vector": None if vector is None else _plain(vector),
+            "vector": None if vector is None else _vector(vector),
             "vectors": None if vectors is None else _plain(vectors),
             "params": None if params is None else dict(params),
             "id": id,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.collection import Collection
+from app.dense import WireVector
 from app.errors import InvalidInput, NotFound
 from app.filters import Filter
 from app.pipeline.base import DENSE, MULTI, Context
@@ -35,7 +36,7 @@ class QueryInput:
     for the stages that read text; ``text`` alone is encoded when a stage needs a vector. So one
     body fits every pipeline of a collection."""
 
-    vector: list[float] | None = None
+    vector: WireVector | None = None
     vectors: list[list[float]] | None = None
     text: str | None = None
     point_id: int | str | None = None
