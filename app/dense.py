@@ -10,7 +10,7 @@ base64 strings in ~1 ms). Both forms are exact: the float32 values arrive bit fo
 from __future__ import annotations
 
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
@@ -100,19 +100,22 @@ def to_matrix(vectors: Sequence[Any], dim: int, cosine: bool, name: str, what: s
                 x[i] = np.frombuffer(raw[i], dtype=WIRE_DTYPE) if i in raw else v
         else:
             x = np.asarray(vectors, dtype=np.float32).reshape(n, dim)
+    return checked_rows(x, cosine, lambda j: (f"{what}[{j}].vector", {"index": j}))
+
+
+def checked_rows(x: F32, cosine: bool, where: Callable[[int], tuple[str, dict[str, int]]]) -> F32:
+    """``x (n, d) float32`` with every row finite, L2-normalised when ``cosine`` (then no row
+    may be zero); else 422 naming the first bad row by ``where(row) -> (field, details)``."""
     bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
     if len(bad):
-        raise InvalidInput(
-            f"{what}[{bad[0]}].vector contains NaN or infinity (or a value beyond float32)",
-            {"index": int(bad[0])},
-        )
-    if cosine:
-        norms = np.linalg.norm(x, axis=1)
-        zero = np.flatnonzero(norms == 0)
-        if len(zero):
-            raise InvalidInput(
-                f"{what}[{zero[0]}].vector is all zeros; cosine needs a non-zero vector",
-                {"index": int(zero[0])},
-            )
-        x /= norms[:, None]
-    return x
+        field, details = where(int(bad[0]))
+        raise InvalidInput(f"{field} contains NaN or infinity (or a value beyond float32)", details)
+    if not cosine:
+        return x
+    norms = np.linalg.norm(x, axis=1)
+    zero = np.flatnonzero(norms == 0)
+    if len(zero):
+        field, details = where(int(zero[0]))
+        raise InvalidInput(f"{field} is all zeros; cosine needs a non-zero vector", details)
+    out: F32 = x / norms[:, None]
+    return out

@@ -9,10 +9,12 @@ exact MaxSim; the parts merge like dense search does.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from app.dense import checked_rows
 from app.errors import InvalidInput
 from app.filters import Filter
 from app.knobs import search_part
@@ -70,6 +72,10 @@ def canonical_spec(dim: int, spec: str, multivector: bool, name: str | None = No
     return canonical
 
 
+def _token_field(field: str, doc: int, token: int) -> tuple[str, dict[str, int]]:
+    return f"{field}[{token}]", {"index": doc, "token": token}
+
+
 def to_tokens(
     docs: Sequence[Any], dim: int, cosine: bool, name: str, what: str = "points"
 ) -> TokenBatch:
@@ -97,21 +103,7 @@ def to_tokens(
                         {"index": i, "token": j, "expected": dim, "got": len(row)},
                     )
             raise InvalidInput(f"{field} must be a list of token vectors", {"index": i})
-        bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
-        if len(bad):
-            raise InvalidInput(
-                f"{field}[{bad[0]}] contains NaN or infinity (or a value beyond float32)",
-                {"index": i, "token": int(bad[0])},
-            )
-        if cosine:
-            norms = np.linalg.norm(x, axis=1)
-            zero = np.flatnonzero(norms == 0)
-            if len(zero):
-                raise InvalidInput(
-                    f"{field}[{zero[0]}] is all zeros; cosine needs non-zero token vectors",
-                    {"index": i, "token": int(zero[0])},
-                )
-            x = x / norms[:, None]
+        x = checked_rows(x, cosine, partial(_token_field, field, i))
         arrays.append(x)
     offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
     np.cumsum([len(a) for a in arrays], out=offsets[1:])

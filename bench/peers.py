@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.peers_service import DURABLE, run_ingest
 from bench.peers_systems import GROUPS, REGISTRY, available, make
 from bench.peers_workloads import (
     K,
@@ -195,6 +196,24 @@ def run_dataset(
     return out
 
 
+def durable_ingest(
+    data: str, names: list[str], n: int, dim: int, batch: int, in_process: bool
+) -> dict[str, Any] | None:
+    """The durable-ingest comparison (``bench.peers_service``) of the chosen durable systems
+    in a child process; None when ours-service has no peer to meet."""
+    durable = [m for m in DURABLE if m in names]
+    if len(durable) < 2 or durable[0] != "ours-service":
+        return None
+    print(f"[{data}] durable ingest: {', '.join(durable)}", file=sys.stderr, flush=True)
+    if in_process:
+        return run_ingest(data, durable, n, dim, batch)
+    args = ["--ingest-child", ",".join(durable), "--datasets", data, "--n", str(n)]
+    res = _child([*args, "--dim", str(dim), "--batch", str(batch)])
+    if "error" in res:
+        raise RuntimeError(f"durable ingest failed:\n{res['error']}")
+    return res
+
+
 # -- driver -------------------------------------------------------------------------------------
 
 
@@ -238,7 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--note", action="append", default=[], help="a note for the report")
     p.add_argument("--render", action="store_true", help="only redraw the report from peers.json")
+    p.add_argument(
+        "--ingest-only",
+        action="store_true",
+        help="only the durable-ingest comparison (ours-service vs the embedded databases)",
+    )
+    p.add_argument("--no-ingest", action="store_true", help="skip the durable-ingest comparison")
     p.add_argument("--memory-child", default="", help=argparse.SUPPRESS)
+    p.add_argument("--ingest-child", default="", help=argparse.SUPPRESS)
     p.add_argument("--group-child", default="", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.render:
@@ -246,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.memory_child:
         print(json.dumps(memory_child(a.memory_child, a.datasets, a.n, a.dim, a.batch)))
+        return 0
+    if a.ingest_child:
+        names = a.ingest_child.split(",")
+        print(json.dumps(run_ingest(a.datasets, names, a.n, a.dim, a.batch)))
         return 0
     if a.group_child:
         names = a.group_child.split(",")
@@ -272,8 +302,14 @@ def main(argv: list[str] | None = None) -> int:
 
         result["machine"] = measure(repeats=3)
     for data in [d for d in a.datasets.split(",") if d]:
+        if not a.no_ingest:
+            done = durable_ingest(data, names, a.n, a.dim, a.batch, in_process=a.tiny)
+            if done is not None:
+                result["datasets"].setdefault(data, {"groups": {}})["durable_ingest"] = done
+        if a.ingest_only:
+            continue
         try:
-            result["datasets"][data] = run_dataset(
+            result["datasets"][data] = result["datasets"].get(data, {}) | run_dataset(
                 data,
                 names,
                 a.n,
@@ -287,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         except FileNotFoundError as e:
             print(f"skipping {data}: {e}", file=sys.stderr)
-    if not a.no_http:
+    if not a.no_http and not a.ingest_only:
         from bench.peers_http import run_http
 
         data = "synth" if a.tiny else a.http_dataset
@@ -309,6 +345,8 @@ def stamp(result: dict[str, Any]) -> None:
     for ds in result.get("datasets", {}).values():
         for g in ds.get("groups", {}).values():
             g.setdefault("run", result["date"])
+        if "durable_ingest" in ds:
+            ds["durable_ingest"].setdefault("run", result["date"])
     if "http" in result:
         result["http"].setdefault("run", result["date"])
 
@@ -322,7 +360,9 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     for data, ds in old.get("datasets", {}).items():
         mine = new["datasets"].setdefault(data, ds)
         if mine is not ds:
-            mine["groups"] = ds.get("groups", {}) | mine["groups"]
+            for key, value in ds.items():  # what this run did not redo (its size, ingest run...)
+                mine.setdefault(key, value)
+            mine["groups"] = ds.get("groups", {}) | mine.get("groups", {})
             if "memory" in ds or "memory" in mine:
                 mine["memory"] = ds.get("memory", {}) | mine.get("memory", {})
     if "http" not in new and "http" in old:

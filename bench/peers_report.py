@@ -12,6 +12,7 @@ from bench.peers_tables import (
     INDEX,
     LABELS,
     dataset_table,
+    durable_table,
     equal_recall,
     groups,
     http_table,
@@ -149,7 +150,8 @@ def section(r: dict[str, Any]) -> str:
     if r.get("plot"):
         parts += ["", f"![recall/QPS, ingest and HTTP QPS against the peers]({r['plot']})"]
     for name, ds in r.get("datasets", {}).items():
-        parts += ["", dataset_table(LABELS.get(name, name), ds)]
+        if ds.get("groups"):
+            parts += ["", dataset_table(LABELS.get(name, name), ds)]
         sentences = []
         for _, g in groups(ds):
             for peer in CURVED:
@@ -157,6 +159,8 @@ def section(r: dict[str, Any]) -> str:
                     sentences.append(s)
         if sentences:
             parts += ["", "Equal recall, single queries, same group: " + "; ".join(sentences) + "."]
+        if ds.get("durable_ingest"):
+            parts += ["", durable_table(LABELS.get(name, name), ds["durable_ingest"])]
     if r.get("http"):
         parts += ["", http_table(r["http"])]
     t = targets(r)

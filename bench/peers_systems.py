@@ -28,6 +28,7 @@ from bench.peers_base import (
     pad,
 )
 from bench.peers_milvus_txtai import MilvusFlat, MilvusHNSW, TxtaiFaiss, TxtaiNumpy
+from bench.peers_service import OursService
 
 __all__ = ["EF_DEFAULT", "EF_SWEEP", "F32", "HNSW_M", "I64", "System", "dir_bytes"]
 
@@ -319,6 +320,7 @@ REGISTRY: dict[str, type[System]] = {
     for s in (
         OursFlat,
         OursHNSW,
+        OursService,
         FaissFlat,
         FaissHNSW,
         Hnswlib,

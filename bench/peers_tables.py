@@ -113,6 +113,47 @@ def counterpart_pairs(r: dict[str, Any]) -> list[tuple[str, float]]:
     return pairs
 
 
+def durable_pairs(r: dict[str, Any]) -> list[tuple[str, float]]:
+    """``(what, ours / it)`` first-add-to-searchable rates of ``ours-service`` (our embedded
+    service, durable on each upsert) against each embedded database of the durable-ingest run."""
+    pairs = []
+    for label, ds in r.get("datasets", {}).items():
+        d = ds.get("durable_ingest")
+        if not d or "ours-service" not in d["ingest"]:
+            continue
+        ours = d["ingest"]["ours-service"]["searchable_s"]
+        for name, v in d["ingest"].items():
+            if name != "ours-service":
+                pairs.append((f"{label}: `ours-service` vs `{name}`", v["searchable_s"] / ours))
+    return pairs
+
+
+def durable_table(label: str, d: dict[str, Any]) -> str:
+    """The durable-ingest run of one data set (``bench.peers_service``)."""
+    out = [
+        f"**Durable ingest, {label}** — {d['n']:,} × {d['dim']} float32 in batches of "
+        f"{d['batch']:,}, every system embedded in one process, batches interleaved (order "
+        "rotated); from the first add until searchable, post-ingest flush / index / save "
+        "included. `ours-service` is the whole service (`SearchService`, a `Flat` collection, "
+        "the WAL fsynced before each upsert returns, searchable exactly from then on): the "
+        "like-for-like counterpart of the embedded databases, where `ours-flat` / `ours-hnsw` "
+        "above are the index layer in memory." + (f" Run {d['run'][:16]}." if d.get("run") else ""),
+        "",
+        "| system | durable | adds s | post-ingest s | to searchable vec/s | ours ÷ it | disk MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    ing = d["ingest"]
+    ours = ing.get("ours-service", {}).get("searchable_s")
+    for name, v in ing.items():
+        ratio = "–" if name == "ours-service" or not ours else f"{v['searchable_s'] / ours:.2f}×"
+        out.append(
+            f"| `{name}` | {d['durable'].get(name, '?')} | {v['ingest_s']:.1f} | "
+            f"{v['build_s']:.1f} | {d['n'] / v['searchable_s']:,.0f} | {ratio} | "
+            f"{d['disk_bytes'].get(name, 0) / 1e6:.1f} |"
+        )
+    return "\n".join(out)
+
+
 def dataset_table(label: str, ds: dict[str, Any]) -> str:
     """One row per (group, system); each peer's ratios are to our counterpart in its group."""
     out = [
@@ -348,12 +389,30 @@ def targets(r: dict[str, Any]) -> list[str]:
         for name in peers_of(h):
             v = ing["ours"]["per_s"] / ing[name]["per_s"]
             pairs.append((f"our server vs {name}'s, over the network", v))
-    pairs += counterpart_pairs(r)
+    durable = durable_pairs(r)
+    if durable:
+        pairs += durable
+        how = (
+            "client to durable and searchable, each pair side by side in one run: our server "
+            "against each peer server over the network, our embedded service against each "
+            "embedded database (durable-ingest table)"
+        )
+    else:  # results from before the durable-ingest run: the index layer stood in for ours
+        pairs += counterpart_pairs(r)
+        how = "each pair side by side in one run, to searchable and durable for the databases"
     if pairs:
         worst = min(v for _, v in pairs)
         out.append(
             f"- ingest ≥ 2× the best peer: {'met' if worst >= 2 else '**missed**'} (worst "
-            f"{worst:.2f}×) — each pair measured side by side in one run, to searchable and "
-            "durable for the databases: " + "; ".join(f"{what} {v:.2f}×" for what, v in pairs) + "."
+            f"{worst:.2f}×) — {how}: " + "; ".join(f"{what} {v:.2f}×" for what, v in pairs) + "."
         )
+        if durable:
+            index_layer = counterpart_pairs(r)
+            out.append(
+                "  Not part of the target, since our side holds the vectors in memory only: "
+                "our index layer against the databases' ingest to searchable ("
+                + "; ".join(f"{what} {v:.2f}×" for what, v in index_layer)
+                + "); the HNSW rows there pay for a graph built add by add, where the service "
+                "answers from its exact tail at once and builds its graph in a background job."
+            )
     return out

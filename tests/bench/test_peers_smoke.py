@@ -10,10 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.peers_report import section
-from bench.peers_systems import REGISTRY, available
+from bench.peers_service import DURABLE
+from bench.peers_systems import REGISTRY, available, make
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,6 +43,11 @@ def test_peers_tiny() -> None:
     assert http["hnsw"]["1"]["ours"]["recall"] > 0
     servers = set(http["hnsw"]["1"]) - {"ours"}
     assert servers | set(http.get("skipped", {})) == {"chroma", "milvus"}
+    durable = result["datasets"]["synth"].get("durable_ingest")
+    if any(n in DURABLE[1:] for n in names):  # a durable peer ran: our service met it
+        assert durable is not None and "ours-service" in durable["ingest"]
+        assert all(v["searchable_s"] > 0 for v in durable["ingest"].values())
+        assert "**Durable ingest" in section(result)
     assert "## Peers" in section(result)  # the report renders from this JSON
     assert (ROOT / "BENCHMARKS.md").read_text() == before  # tiny runs never overwrite results
 
@@ -48,3 +55,18 @@ def test_peers_tiny() -> None:
 def test_unknown_system_lists_the_known_ones() -> None:
     with pytest.raises(ValueError, match="known: ours-flat"):
         available(["nope"])
+
+
+def test_ours_service_is_durable_and_exact(tmp_path: Path) -> None:
+    """The embedded-service adapter writes a WAL and answers with the exact top-k."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((300, 16)).astype(np.float32)
+    q = rng.standard_normal((4, 16)).astype(np.float32)
+    s = make("ours-service", 16, 300, tmp_path)
+    try:
+        for start in (0, 150):
+            s.add(np.arange(start, start + 150, dtype=np.int64), x[start : start + 150])
+        assert s.disk_bytes() > x.nbytes  # the WAL holds every vector
+        assert s.search(q, 5).tolist() == np.argsort(-(q @ x.T), axis=1)[:, :5].tolist()
+    finally:
+        s.close()
