@@ -15,8 +15,10 @@ LABELS = {"debian": "Debian MiniLM (real)", "synth": "Gaussian (seeded, syntheti
 
 #: What "durable" means for each in-process system: when its data is on disk.
 DURABLE = {
-    "chroma": "each `add` returns once committed to its SQLite-backed write-ahead log",
-    "lancedb-flat": "each `add` returns once its Lance data file and new table version are written",
+    "chroma": "each `add` returns once committed to its SQLite-backed write-ahead log (fsynced: "
+    "208 fsync calls over 10 adds under strace)",
+    "lancedb-flat": "each `add` returns once its Lance data file and new table version are written "
+    "to the OS, never fsynced (0 fsync / fdatasync calls over 11 adds under strace)",
     "lancedb-ivfpq": "as `lancedb-flat`; the IVF_PQ index is written by `create_index` (timed)",
     "milvus-flat": "each `insert` returns once in its WAL (written to the OS, not fsynced); the "
     "final `flush` (timed) writes the Parquet segment and fsyncs the manifest",
