@@ -65,10 +65,13 @@ def sign_words(bits: npt.NDArray[np.bool_], k: int) -> I64:
     return w
 
 
-def chunks(offsets: I64, per_token: int) -> list[tuple[int, int]]:
+def chunks(offsets: I64, per_token: int, at_least: int = 1) -> list[tuple[int, int]]:
     """Consecutive set ranges ``[a, b)`` of at most ``CHUNK_ELEMENTS / per_token`` tokens each
-    (a single larger set gets a chunk of its own)."""
+    (a single larger set gets a chunk of its own), and of at most ``1 / at_least`` of all the
+    tokens, so that a small batch still gives each of ``at_least`` threads a share."""
     budget = max(1, CHUNK_ELEMENTS // max(1, per_token))
+    total = int(offsets[-1] - offsets[0])
+    budget = min(budget, max(1, -(-total // max(1, at_least))))
     n = len(offsets) - 1
     out, a = [], 0
     while a < n:
@@ -89,8 +92,9 @@ def encode(
     """
     n = len(offsets) - 1
     out = np.empty((n, m.fde_dim), dtype=np.float32)
-    parts = chunks(offsets, m.r_reps * max(m.buckets, m.d_proj))
-    workers = max(1, min(THREADS if threads is None else threads, len(parts)))
+    wanted = THREADS if threads is None else threads
+    parts = chunks(offsets, m.r_reps * max(m.buckets, m.d_proj), wanted)
+    workers = max(1, min(wanted, len(parts)))
 
     def run(ab: tuple[int, int]) -> None:
         a, b = ab

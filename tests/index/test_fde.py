@@ -350,3 +350,25 @@ def test_threads_give_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
             encode_queries(m, tokens, offsets, threads=threads),
             encode_queries(m, tokens, offsets, threads=1),
         )
+
+
+def test_a_small_batch_is_shared_between_threads() -> None:
+    """A batch under one chunk's budget is still cut into ``threads`` shares of whole sets,
+    and the thread count never changes the bits."""
+    import index.fde_kernel as fde_kernel
+
+    rng = np.random.default_rng(9)
+    m = draw_matrices(32, 4, 8, 5, seed=3)
+    tokens, offsets = pack([unit(rng.standard_normal((20, 32))) for _ in range(40)], 32)
+    per_token = m.r_reps * max(m.buckets, m.d_proj)
+    assert fde_kernel.chunks(offsets, per_token) == [(0, 40)]  # 800 tokens: one chunk
+    parts = fde_kernel.chunks(offsets, per_token, at_least=3)
+    assert len(parts) >= 3 and parts[0][0] == 0 and parts[-1][1] == 40
+    assert all(offsets[b] - offsets[a] <= 267 for a, b in parts)  # ceil(800 / 3) tokens
+    assert all(a < b for a, b in parts)
+    assert all(parts[i][1] == parts[i + 1][0] for i in range(len(parts) - 1))
+    for threads in (2, 3):
+        np.testing.assert_array_equal(
+            encode_queries(m, tokens, offsets, threads=threads),
+            encode_queries(m, tokens, offsets, threads=1),
+        )
