@@ -40,7 +40,6 @@ from app.client.wire import (
     T,
     UpsertSummary,
     _batches,
-    _body,
     _finish,
     _headers,
     _poll,
@@ -75,7 +74,7 @@ class AsyncClient:
         await self.http.aclose()
 
     async def _do(self, req: _Req[T]) -> T:
-        r = await self.http.request(req.method, req.path, params=req.params, **_body(req))
+        r = await self.http.request(req.method, req.path, json=req.json, params=req.params)
         return _finish(r, req.parse)
 
     async def health(self) -> Health:

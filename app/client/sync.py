@@ -40,7 +40,6 @@ from app.client.wire import (
     T,
     UpsertSummary,
     _batches,
-    _body,
     _finish,
     _headers,
     _model,
@@ -76,7 +75,7 @@ class Client:
         self.http.close()
 
     def _do(self, req: _Req[T]) -> T:
-        r = self.http.request(req.method, req.path, params=req.params, **_body(req))
+        r = self.http.request(req.method, req.path, json=req.json, params=req.params)
         return _finish(r, req.parse)
 
     # health

@@ -12,7 +12,6 @@ from itertools import islice
 from typing import Any, Generic, TypeVar
 
 import httpx
-import orjson
 from pydantic import BaseModel
 
 from app.api.schemas import (
@@ -86,14 +85,6 @@ def _vector(value: Any) -> Any:
 def _point(p: PointLike) -> dict[str, Any]:
     raw = _plain(p)
     return {k: _vector(v) if k == "vector" else _plain(v) for k, v in raw.items() if v is not None}
-
-
-def _body(req: _Req[Any]) -> dict[str, Any]:
-    """httpx keyword arguments carrying ``req.json`` as orjson bytes (several times faster than
-    the ``json`` module httpx uses for a batch of vectors)."""
-    if req.json is None:
-        return {}
-    return {"content": orjson.dumps(req.json), "headers": {"content-type": "application/json"}}
 
 
 def _filter(f: FilterLike | None) -> Any:
