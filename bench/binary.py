@@ -23,7 +23,8 @@ interleaved (order rotated each repeat, ``--cooldown`` idle before each timed ca
 reported. Float16/int8 re-scoring stores: recall and score error on the real set. Writes
 ``bench/results/binary.json`` and the binary section of ``BENCHMARKS.md``.
 
-    python -m bench.binary [--synthetic 1000000] [--real-queries 1000] [--only a,b] [--tiny]
+    python -m bench.binary [--synthetic 1000000] [--real-queries 1000] [--only a,b] [--skip-real]
+                           [--tiny]
 """
 
 from __future__ import annotations
@@ -264,6 +265,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sets: list[tuple[str, Callable[[], tuple[np.ndarray, np.ndarray]]]] = []
     if args.tiny:
         sets.append(("real", lambda: clustered(4000, 50, args.dim, args.seed + 1)))
+    elif args.skip_real:
+        pass
     elif load_debian() is None:
         print(f"({BUILD_REAL}; real set skipped)")
     else:
@@ -314,6 +317,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--encode-repeats", type=int, default=3, help="builds per flat encoding (1M)")
     p.add_argument("--only", default="", help="synthetic contenders to run (default: all)")
+    p.add_argument("--skip-real", action="store_true", help="the synthetic set only")
     p.add_argument("--tiny", action="store_true", help="4k + 20k x 32, seconds: a smoke test")
     p.add_argument("--out", type=Path, help="JSON path (default bench/results/binary.json)")
     p.add_argument("--markdown", type=Path, help="default BENCHMARKS.md; none with --tiny")

@@ -61,7 +61,7 @@ class Ours:
         per = self.index.bytes_per_vector()
         return {
             "codes": per["codes"],
-            "index_ram": per["ram"] - per["store"],  # codes + factors + id + tombstone flag
+            "index_ram": per["ram"] - per["store"],  # codes + factors + id + tombstones
             "rescore_store": per["store"],
         }
 

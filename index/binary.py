@@ -62,6 +62,7 @@ from index.itq import HammingCodec
 from index.params import SpecError, canonical_part
 from index.rabitq import RaBitQCodec
 from index.spec import Part, stage_params
+from index.tombstones import DEAD_FLAGS, DEAD_ROWS, Tombstones, load_dead_rows
 
 #: faiss as ``Any`` (partial stubs since 1.15; see :mod:`index.hnsw`).
 faiss: Any = _faiss
@@ -228,12 +229,14 @@ class BinaryIndex(FaissIndex):
         nq, n = len(queries), self._n
         if nq == 0 or len(self) == 0 or not self.trained:
             return _padding(nq, k)
-        mask = None if self._ndead == 0 else ~self._dead[:n]
+        # The (n,) allowed mask is built per search from the tombstones (transient: the index
+        # keeps 8 bytes per dead row or a bit per row, not a byte; index.tombstones).
+        mask = None
         m = len(self)
-        if selector is not None:
-            rows = selector.rows_in(self.ids, self._sorted)
-            if self._ndead:
-                rows = rows[~self._dead[rows]]
+        if selector is None and self._ndead:
+            mask = self.alive_mask()
+        elif selector is not None:
+            rows = self._live(selector.rows_in(self.ids, self._sorted))
             m = len(rows)
             if m == 0:
                 return _padding(nq, k)
@@ -299,27 +302,38 @@ class BinaryIndex(FaissIndex):
     # -- size and persistence -------------------------------------------------------------------
 
     def bytes_per_vector(self) -> dict[str, float]:
-        """Bytes per stored row: ``ram`` (codes + factors (+ graph links or list ids) + id, + a
-        tombstone flag once any row was removed (none is allocated before), + the float store
-        unless memory-mapped) and ``disk`` (the same, float store always included)."""
+        """Bytes per stored row: ``ram`` (codes + factors (+ graph links or list ids) + id, +
+        the tombstones' share (``tombstones``: ``min(8 * dead, n / 8) / n``, see
+        :mod:`index.tombstones`), + the float store unless memory-mapped) and ``disk``
+        (the same with the float store, and 8 bytes per removed row in ``dead_rows.npy``)."""
+        n = max(self._n, 1)
         codes = self._codec.code_bytes() if self.trained else 0.0
-        base = codes + 8 + (1 if len(self._dead) else 0)
+        dead, dead_disk = self._dead.nbytes / n, 8.0 * self._ndead / n
         store = self._store.row_bytes()
         ram_store = 0.0 if self._store.mapped else store
-        return {"ram": base + ram_store, "disk": base + store, "codes": codes, "store": store}
+        return {
+            "ram": codes + 8 + dead + ram_store,
+            "disk": codes + 8 + dead_disk + store,
+            "codes": codes,
+            "store": store,
+            "tombstones": dead,
+        }
 
     def nbytes(self) -> int:
         codes = self._codec.code_bytes() * self._n if self.trained else 0.0
         mats = sum(a.nbytes for a in vars(self._codec).values() if isinstance(a, np.ndarray))
-        return int(codes + mats + self._ids.nbytes + self._dead.nbytes + self._store.ram_bytes())
+        dead = self._dead.nbytes
+        return int(codes + mats + self._ids.nbytes + dead + self._store.ram_bytes())
 
     def save(self, path: Path) -> None:
-        """Write codes, learned matrices, ids, tombstones, the float store and ``index.json``."""
+        """Write codes, learned matrices, ids, the removed rows (``dead_rows.npy``), the float
+        store and ``index.json``."""
         path.mkdir(parents=True, exist_ok=True)
         self._codec.save(path, write_npy)
         self._store.save(path)
         write_npy(path / "ids.npy", self.ids)
-        write_npy(path / "dead.npy", ~self.alive_mask())
+        write_npy(path / DEAD_ROWS, self._dead.sorted_rows())
+        (path / DEAD_FLAGS).unlink(missing_ok=True)  # an older save's flags would be stale
         meta = {
             "spec": self.spec,
             "dim": self._dim,
@@ -342,13 +356,11 @@ class BinaryIndex(FaissIndex):
         index._codec.load(path, meta["codec"])
         index._store.load(path)
         ids = np.load(path / "ids.npy").astype(np.int64)
-        dead = np.load(path / "dead.npy").astype(bool)
         n = len(ids)
         coded = int(index._codec.index.ntotal) if index.trained else 0
-        if n != int(meta["n"]) or n != coded or n != len(index._store) or dead.shape != (n,):
-            raise ValueError(f"{path}: ids, tombstones, codes and float store disagree")
+        if n != int(meta["n"]) or n != coded or n != len(index._store):
+            raise ValueError(f"{path}: ids, codes and float store disagree")
         index._ids, index._n = ids, n
-        index._ndead = int(dead.sum())
-        index._dead = dead if index._ndead else np.zeros(0, dtype=bool)
+        index._dead = Tombstones.of(load_dead_rows(path, n), n)  # or an older dead.npy
         index._sorted = bool(n < 2 or np.all(ids[1:] > ids[:-1]))
         return index

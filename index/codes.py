@@ -109,27 +109,32 @@ def hamming_to_ip(h: npt.NDArray[Any], bits: int, q: F32, mean: F32, max_norm: f
 
 
 def fit_itq(
-    v: F64, rng: np.random.Generator, iters: int, tol: float = 0.0
+    v: F64, rng: np.random.Generator, iters: int, tol: float = 0.0, min_flips: float = 0.0
 ) -> tuple[F64, list[float]]:
     """Gong & Lazebnik's iterative quantization: the rotation ``R (c, c)`` minimising
     ``|sign(v R) - v R|_F^2`` for zero-mean ``v (n, c)``, alternating ``B = sign(v R)`` and the
     orthogonal Procrustes solution ``R = U W^T`` of ``v^T B = U S W^T``, from a random start.
-    Stops after ``iters`` iterations, or once an iteration lowers the loss by less than ``tol``
-    of it. Returns ``R`` and the loss after each iteration (non-increasing)."""
+    Stops after ``iters`` iterations, once an iteration lowers the loss by less than ``tol``
+    of it, or once it flips fewer than ``min_flips`` of the ``n * c`` bits of ``B``. Returns
+    ``R`` and the loss after each iteration (non-increasing)."""
     c = v.shape[1]
     rot = random_orthogonal(rng, c)
     v32 = v.astype(np.float32)  # two (n, c) x (c, c) products per iteration: float32 halves them
     proj = v32 @ rot.astype(np.float32)
+    b = np.where(proj >= 0, np.float32(1), np.float32(-1))
     losses: list[float] = []
     for _ in range(iters):
-        b = np.where(proj >= 0, np.float32(1), np.float32(-1))
         with _blas.single_threaded():  # (c, c) SVD: 2-3x faster on one thread here
             u, _, wt = np.linalg.svd((v32.T @ b).astype(np.float64))
         rot = u @ wt
         proj = v32 @ rot.astype(np.float32)
-        b = np.where(proj >= 0, np.float32(1), np.float32(-1))
+        before, b = b, np.where(proj >= 0, np.float32(1), np.float32(-1))
         losses.append(float(np.square(b - proj, dtype=np.float64).sum()))
         if len(losses) > 1 and losses[-2] - losses[-1] < tol * losses[-2]:
+            break
+        # The loss can keep creeping down while the codes barely change (clustered data: all
+        # 50 iterations ran, ~75% of a 1M-row ITQ build); what the index keeps is the bits.
+        if np.count_nonzero(b != before) < min_flips * b.size:
             break
     return rot, losses
 

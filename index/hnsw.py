@@ -7,7 +7,9 @@ the tombstones and the contract around them:
 * **Ids** are arbitrary ``int64``: a numpy ``(n,)`` column maps faiss rows back to ids, and an
   :class:`~index.base.IdSelector` is translated to rows with one ``searchsorted`` when the ids
   arrived in increasing order (sealed segments), an ``isin`` pass otherwise.
-* **Removal** tombstones rows (a ``dead`` bool column). Searches hand faiss an
+* **Removal** tombstones rows (:class:`~index.tombstones.Tombstones`: sorted dead rows,
+  8 bytes per *removed* row, or a bitmap once more than 1/64 of the rows are dead; nothing per
+  live row). Searches build the ``(n,)`` masks they need from it transiently and hand faiss an
   ``IDSelectorBitmap`` over rows that excludes dead rows and, with a selector, admits only the
   allowed ones; faiss filters while it searches, so nothing is over-fetched.
 * **Small allowed sets are searched exactly.** A graph (or a few inverted lists) explored under a
@@ -37,6 +39,7 @@ import numpy as np
 
 from index.base import F32, I64, Bool, IdSelector, SearchResult, check_ids, check_vectors
 from index.params import canonical_part
+from index.tombstones import DEAD_FLAGS, DEAD_ROWS, Tombstones, load_dead_rows
 
 #: faiss as ``Any``: the stubs bundled since faiss 1.15 lack ``SearchParametersHNSW`` and the
 #: Python wrapper's keyword and array constructors (older faiss has no stubs at all).
@@ -70,11 +73,9 @@ class FaissIndex:
         self.params = params if params is not None else self.Params()
         self._faiss: Any = None
         self._ids: I64 = np.empty(0, dtype=np.int64)
-        # Allocated on the first removal (see ``_tombstones``): a live-only index pays no byte
-        # per row for it, which is 1/64 of a 1-bit RaBitQ index at 384 dimensions.
-        self._dead: Bool = np.zeros(0, dtype=bool)
+        # Replaced (never changed in place) on removal: a concurrent reader sees one whole set.
+        self._dead = Tombstones()
         self._n = 0
-        self._ndead = 0
         self._sorted = True
         self._version = 0  # bumped after every change to the rows or tombstones
         self._alive_sel: tuple[int, Any] | None = None  # (version, bitmap selector of live rows)
@@ -98,19 +99,20 @@ class FaissIndex:
         """``(n,) int64`` ids of every row, removed ones included."""
         return self._ids[: self._n]
 
-    def alive_mask(self) -> Bool:
-        """``(n,) bool``: True where the row has not been removed."""
-        if self._ndead == 0:
-            return np.ones(self._n, dtype=bool)
-        return ~self._dead[: self._n]
+    @property
+    def _ndead(self) -> int:
+        return len(self._dead)
 
-    def _tombstones(self) -> Bool:
-        """``(n,) bool`` dead flags, allocating them (to capacity) on first use."""
-        if len(self._dead) < self._n:
-            dead = np.zeros(len(self._ids), dtype=bool)
-            dead[: len(self._dead)] = self._dead
-            self._dead = dead
-        return self._dead[: self._n]
+    def alive_mask(self) -> Bool:
+        """``(n,) bool``: True where the row has not been removed (a fresh array)."""
+        return self._dead.alive(self._n)
+
+    def _live(self, rows: I64) -> I64:
+        """``rows (m,) int64`` less the removed ones, order kept."""
+        if self._ndead == 0:
+            return rows
+        out: I64 = rows[~self._dead.is_dead(rows, self._n)]
+        return out
 
     # -- mutation -------------------------------------------------------------------------------
 
@@ -139,10 +141,6 @@ class FaissIndex:
         new_cap = max(need, int(cap * 1.5) + 1024) if cap else need
         ids = np.empty(new_cap, dtype=np.int64)
         ids[: self._n] = self._ids[: self._n]
-        if len(self._dead):
-            dead = np.zeros(new_cap, dtype=bool)
-            dead[: self._n] = self._dead[: self._n]
-            self._dead = dead
         self._ids = ids
 
     def rows_of(self, ids: I64) -> I64:
@@ -152,16 +150,10 @@ class FaissIndex:
     def remove(self, ids: I64) -> int:
         """Tombstone ``ids``; returns how many live vectors were removed (idempotent)."""
         rows = self.rows_of(np.asarray(ids, dtype=np.int64))
-        if len(rows) == 0:
-            return 0
-        dead = self._tombstones()
-        fresh = rows[~dead[rows]]
-        if len(fresh) == 0:
-            return 0
-        dead[fresh] = True
-        self._ndead += len(fresh)
-        self._version += 1
-        return int(len(fresh))
+        self._dead, fresh = self._dead.removing(rows, self._n)  # swapped in before the bump
+        if fresh:
+            self._version += 1
+        return fresh
 
     # -- search ---------------------------------------------------------------------------------
 
@@ -187,9 +179,7 @@ class FaissIndex:
             sel = self._alive_selector()
             exact = False
         else:
-            rows = selector.rows_in(self.ids, self._sorted)
-            if self._ndead:
-                rows = rows[~self._dead[rows]]
+            rows = self._live(selector.rows_in(self.ids, self._sorted))
             available = len(rows)
             if available == 0:
                 return _padding(nq, k)
@@ -215,7 +205,7 @@ class FaissIndex:
             return cached[1]
         # Read the version first: a removal racing with this build bumps it after marking its
         # rows, so a bitmap that may miss them is cached under a stale version and rebuilt.
-        sel = faiss.IDSelectorBitmap(_pack(~self._dead[: self._n]))
+        sel = faiss.IDSelectorBitmap(_pack(self.alive_mask()))
         self._alive_sel = (version, sel)
         return sel
 
@@ -257,12 +247,14 @@ class FaissIndex:
         self._faiss = native
 
     def save(self, path: Path) -> None:
-        """Write ``index.faiss``, ``ids.npy``, ``dead.npy`` and ``index.json`` into ``path``."""
+        """Write ``index.faiss``, ``ids.npy``, ``dead_rows.npy`` and ``index.json`` into
+        ``path``."""
         path.mkdir(parents=True, exist_ok=True)
         if self._faiss is not None:
             faiss.write_index(self._faiss, str(path / "index.faiss"))
         np.save(path / "ids.npy", self.ids)
-        np.save(path / "dead.npy", ~self.alive_mask())
+        np.save(path / DEAD_ROWS, self._dead.sorted_rows())
+        (path / DEAD_FLAGS).unlink(missing_ok=True)  # an older save's flags would be stale
         meta = {
             "spec": self.spec,
             "dim": self._dim,
@@ -282,14 +274,12 @@ class FaissIndex:
             native = faiss.read_index(str(path / "index.faiss"))
         index._restore(meta, native)
         ids = np.load(path / "ids.npy").astype(np.int64)
-        dead = np.load(path / "dead.npy").astype(bool)
         n = len(ids)
         ntotal = 0 if native is None else int(native.ntotal)
-        if n != int(meta["n"]) or n != ntotal or dead.shape != (n,):
-            raise ValueError(f"{path}: ids, tombstones and faiss index disagree ({n} vs {ntotal})")
+        if n != int(meta["n"]) or n != ntotal:
+            raise ValueError(f"{path}: ids and faiss index disagree ({n} vs {ntotal})")
         index._ids, index._n = ids, n
-        index._ndead = int(dead.sum())
-        index._dead = dead if index._ndead else np.zeros(0, dtype=bool)
+        index._dead = Tombstones.of(load_dead_rows(path, n), n)
         index._sorted = bool(n < 2 or np.all(ids[1:] > ids[:-1]))
         return index
 

@@ -394,23 +394,101 @@ def test_bytes_per_vector(built: dict[str, BinaryIndex]) -> None:
     assert built["rabitq1"].nbytes() >= N * per["ram"]
 
 
-def test_tombstones_cost_nothing_until_a_removal(tmp_path: Path) -> None:
+def test_tombstones_cost_8_bytes_per_dead_row(tmp_path: Path) -> None:
+    """Removed rows are kept as sorted int64 rows (nothing per live row, 8 bytes per dead one),
+    or a bitmap once more than 1/64 of the rows are dead; a 1-byte flag per row was 1/64 of a
+    1-bit RaBitQ index. The reports say so."""
     rng = np.random.default_rng(11)
     x = rng.standard_normal((1000, 32)).astype(np.float32)
     ids = np.arange(1000, dtype=np.int64)
     index = index_factory(32, "Binary(encoding=rabitq,bits=1)")
+    assert isinstance(index, BinaryIndex)
     index.add(ids, x)
     live_only = index.nbytes()
     index.save(tmp_path / "a")
     assert type(index).load(tmp_path / "a").nbytes() <= live_only  # no flags, no slack
-    assert index.remove(np.array([3, 3, 7])) == 2
-    assert index.nbytes() >= live_only + 1000  # one flag per row, from now on
     per = index.bytes_per_vector()
-    assert per["ram"] == per["codes"] + 9 + per["store"]
-    index.add(np.array([5000], dtype=np.int64), x[:1])  # growing keeps the flags aligned
+    assert per["tombstones"] == 0 and per["ram"] == per["codes"] + 8 + per["store"]
+    assert index.remove(np.array([3, 3, 7])) == 2
+    assert index.nbytes() == live_only + 2 * 8
+    per = index.bytes_per_vector()
+    assert per["tombstones"] == 16 / 1000 and per["disk"] == per["ram"]
+    assert per["ram"] == per["codes"] + 8 + 16 / 1000 + per["store"]
+    assert index.remove(ids[::2]) == 500  # 502 of 1000 dead: a 125-byte bitmap from now on
+    assert index.nbytes() == live_only + 125 and index.bytes_per_vector()["tombstones"] == 0.125
+    assert index.bytes_per_vector()["disk"] == per["codes"] + 8 + 502 * 8 / 1000 + per["store"]
+    index.add(np.array([5000], dtype=np.int64), x[:1])  # growing keeps the dead rows aligned
     res = index.search(x[[3, 7]], 1000, oversample=1000)
-    assert not np.isin([3, 7], res.ids).any() and 5000 in res.ids[0]
+    assert not np.isin(ids[::2], res.ids).any() and not np.isin([3, 7], res.ids).any()
+    assert 5000 in res.ids[0]
     index.save(tmp_path / "b")
+    assert np.load(tmp_path / "b" / "dead_rows.npy").tolist() == sorted({*range(0, 1000, 2), 3, 7})
     back = type(index).load(tmp_path / "b")
-    assert len(back) == len(index) == 999
-    assert not back.alive_mask()[[3, 7]].any() and back.alive_mask().sum() == 999
+    assert len(back) == len(index) == 499 and back._dead.nbytes == -(-1001 // 8)
+    np.testing.assert_array_equal(back.alive_mask(), index.alive_mask())
+
+
+def test_old_dead_flags_still_load(data: tuple[np.ndarray, ...], tmp_path: Path) -> None:
+    """Directories saved with the ``(n,) bool`` ``dead.npy`` load into the same index; saving
+    again writes ``dead_rows.npy`` and drops the stale flags."""
+    xb, ids, xq = data
+    index = index_factory(D, "Binary(bits=1)")
+    assert isinstance(index, BinaryIndex)
+    index.add(ids[:3000], xb[:3000])
+    index.remove(ids[:3000:11])
+    index.save(tmp_path / "new")
+    old = tmp_path / "new"
+    (old / "dead_rows.npy").unlink()
+    np.save(old / "dead.npy", ~index.alive_mask())  # the format saves wrote before
+    loaded = BinaryIndex.load(old)
+    np.testing.assert_array_equal(loaded._dead.sorted_rows(), index._dead.sorted_rows())
+    for sel in (None, IdSelector(ids[:3000:2])):
+        a, b = index.search(xq, 10, sel), loaded.search(xq, 10, sel)
+        np.testing.assert_array_equal(a.ids, b.ids)
+        np.testing.assert_array_equal(a.scores, b.scores)
+    loaded.save(old)
+    assert not (old / "dead.npy").exists() and (old / "dead_rows.npy").exists()
+    np.save(old / "dead_rows.npy", np.array([5, 3], dtype=np.int64))  # unsorted: refused
+    with pytest.raises(ValueError, match="sorted unique"):
+        BinaryIndex.load(old)
+
+
+def test_many_deletes_and_upserts_stay_aligned(data: tuple[np.ndarray, ...]) -> None:
+    """Rounds of removals and upserts (remove + re-add of the same id, new vector): codes, ids
+    and float rows stay aligned, removed rows never come back, and each id's score is its
+    latest vector's."""
+    xb, ids, xq = data
+    rng = np.random.default_rng(3)
+    index = index_factory(D, "Binary(bits=1)")
+    assert isinstance(index, BinaryIndex)
+    n0 = 4000
+    index.add(ids[:n0], xb[:n0])
+    current = dict(zip(ids[:n0].tolist(), range(n0), strict=True))  # id -> row of xb
+    gone: set[int] = set()
+    spare = n0
+    for _ in range(12):
+        live = np.array(sorted(current), dtype=np.int64)
+        drop = rng.choice(live, 150, replace=False)
+        assert index.remove(drop) == 150
+        for j in drop.tolist():
+            del current[j]
+            gone.add(j)
+        up = rng.choice(np.array(sorted(current), dtype=np.int64), 40, replace=False)
+        index.remove(up)
+        index.add(up, xb[spare : spare + 40])
+        for j, r in zip(up.tolist(), range(spare, spare + 40), strict=True):
+            current[j] = r
+        spare += 40
+        assert len(index) == len(current)
+        assert index.bytes_per_vector()["tombstones"] == index._dead.nbytes / index._n <= 1 / 8
+    keep = np.array(sorted(current), dtype=np.int64)
+    rows = np.array([current[j] for j in keep.tolist()])
+    truth_s, truth_i = brute_force(xb[rows], keep, xq, 10)
+    for sel, allowed in ((None, keep), (IdSelector(keep[::3]), keep[::3])):
+        res = index.search(xq, 10, sel, oversample=index._n / 10)  # every row a candidate
+        assert not np.isin(res.ids, list(gone)).any() and np.isin(res.ids, allowed).all()
+        if sel is None:
+            np.testing.assert_array_equal(res.ids, truth_i)
+            np.testing.assert_allclose(res.scores, truth_s, rtol=1e-5, atol=1e-5)
+    res = index.search(xq, 50)
+    assert not np.isin(res.ids, list(gone)).any() and (res.ids >= 0).all()

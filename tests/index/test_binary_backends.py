@@ -21,6 +21,7 @@ from index.codes import (
     sign_codes,
     unit_queries,
 )
+from index.itq import ITQ_ITERS, HammingCodec
 
 N, D, NQ = 6000, 64, 40
 
@@ -266,6 +267,35 @@ def test_itq_stops_once_the_loss_settles() -> None:
     assert early == full[: len(early)]  # the same iterations, cut short
     assert early[-2] - early[-1] < 1e-3 * early[-2]
     np.testing.assert_allclose(rot @ rot.T, np.eye(24), atol=1e-6)
+
+
+def test_itq_stops_once_the_bits_settle() -> None:
+    """``min_flips``: training stops at the first iteration that flips fewer than that fraction
+    of the sample's bits, after the same iterations as an unbounded run."""
+    rng = np.random.default_rng(5)
+    v = rng.standard_normal((3000, 24)) * np.linspace(3, 0.1, 24)
+    v -= v.mean(axis=0)
+    _, full = fit_itq(v, np.random.default_rng(1), 40)
+    rot, early = fit_itq(v, np.random.default_rng(1), 40, min_flips=0.005)
+    assert 1 < len(early) < 40 and early == full[: len(early)]
+    np.testing.assert_allclose(rot @ rot.T, np.eye(24), atol=1e-6)
+    # the rotation after the last iteration flips < 0.5% of the bits the one before it gave
+    rot_prev, _ = fit_itq(v, np.random.default_rng(1), len(early) - 1)
+    flipped = np.mean(((v @ rot) >= 0) != ((v @ rot_prev) >= 0))
+    assert flipped < 0.005
+
+
+def test_itq_training_matches_the_float64_reference() -> None:
+    """Training takes the mean and the largest residual norm without an ``(m, d)`` float64
+    copy; both equal the float64 computation."""
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((5000, D)) * rng.uniform(0.2, 2, (5000, 1))).astype(np.float32)
+    codec = HammingCodec(D, "itq", 1, 42)
+    codec.train(x)
+    r = x.astype(np.float64) - x.astype(np.float64).mean(axis=0)
+    assert codec.mean.tolist() == x.astype(np.float64).mean(axis=0).astype(np.float32).tolist()
+    assert codec.max_norm == pytest.approx(float(np.sqrt((r * r).sum(axis=1).max())), rel=1e-12)
+    assert 1 <= len(codec.itq_loss) <= ITQ_ITERS
 
 
 def test_one_add_sizes_the_float_store_once(data: tuple[np.ndarray, ...]) -> None:
