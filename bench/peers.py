@@ -232,7 +232,9 @@ def versions() -> dict[str, str | None]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--datasets", default="debian,synth", help="comma list: debian, synth")
+    p.add_argument(
+        "--datasets", default="debian,synth", help="comma list: debian, synth, synth1m (1M rows)"
+    )
     p.add_argument(
         "--systems",
         default="",

@@ -17,10 +17,17 @@ K = 10
 # -- data ---------------------------------------------------------------------------------------
 
 
+#: Rows of the ``synth1m`` data set.
+SYNTH_1M = 1_000_000
+
+
 def dataset(name: str, n: int, dim: int, nq: int, seed: int = 42) -> tuple[F32, F32]:
     """``(vectors (n, dim), queries (nq, dim))`` float32 of ``debian`` (real; ``n``/``dim`` are
-    caps) or ``synth`` (seeded Gaussian)."""
+    caps), ``synth`` (seeded Gaussian) or ``synth1m`` (the same at 1,000,000 rows, whatever
+    ``n``)."""
     rng = np.random.default_rng(seed)
+    if name == "synth1m":
+        name, n = "synth", SYNTH_1M
     if name == "synth":
         x = rng.standard_normal((n, dim), dtype=np.float32)
         return x, rng.standard_normal((nq, dim), dtype=np.float32)
@@ -34,7 +41,7 @@ def dataset(name: str, n: int, dim: int, nq: int, seed: int = 42) -> tuple[F32, 
         docs = np.ascontiguousarray(docs[:n, :dim])
         pick = rng.choice(len(queries), size=nq, replace=False)
         return docs, np.ascontiguousarray(queries[pick, :dim])
-    raise ValueError(f"unknown dataset {name!r}; known: debian, synth")
+    raise ValueError(f"unknown dataset {name!r}; known: debian, synth, synth1m")
 
 
 def ground_truth(x: F32, q: F32, k: int) -> I64:
