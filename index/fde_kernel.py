@@ -18,6 +18,7 @@ speed, not sgemm speed; see ``index/MUVERA_NOTES.md`` for the measurements.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -82,6 +83,21 @@ def chunks(offsets: I64, per_token: int, at_least: int = 1) -> list[tuple[int, i
     return out
 
 
+_POOL: list[tuple[int, ThreadPoolExecutor]] = []  # (threads, pool): at most one, grown on demand
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    """The shared encoding pool, with at least ``size`` threads."""
+    with _POOL_LOCK:
+        if not _POOL or _POOL[0][0] < size:
+            if _POOL:
+                _POOL.pop()[1].shutdown(wait=False)  # its queued work still runs
+            size = max(size, THREADS - 1)
+            _POOL.append((size, ThreadPoolExecutor(size, thread_name_prefix="fde")))
+        return _POOL[0][1]
+
+
 def encode(
     m: FDEMatrices, tokens: F32, offsets: I64, document: bool, fill: Fill, threads: int | None
 ) -> F32:
@@ -96,18 +112,18 @@ def encode(
     parts = chunks(offsets, m.r_reps * max(m.buckets, m.d_proj), wanted)
     workers = max(1, min(wanted, len(parts)))
 
-    def run(ab: tuple[int, int]) -> None:
-        a, b = ab
-        out[a:b] = encode_chunk(m, tokens, offsets[a : b + 1], document, fill)
+    def run(share: list[tuple[int, int]]) -> None:
+        for a, b in share:
+            out[a:b] = encode_chunk(m, tokens, offsets[a : b + 1], document, fill)
 
+    shares = [parts[i::workers] for i in range(workers)]
     with _blas.single_threaded():
-        if workers == 1:
-            for ab in parts:
-                run(ab)
-        else:
-            with ThreadPoolExecutor(workers, thread_name_prefix="fde") as pool:
-                for _ in pool.map(run, parts):
-                    pass
+        # The caller's thread encodes the first share; the pool (kept between calls: starting
+        # threads cost a few per cent of a 100-query batch) the others.
+        futures = [_pool(workers - 1).submit(run, sh) for sh in shares[1:]] if workers > 1 else []
+        run(shares[0])
+        for f in futures:
+            f.result()
     return out
 
 
