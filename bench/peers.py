@@ -44,8 +44,9 @@ from typing import Any
 
 import numpy as np
 
+from bench.peers_base import described
 from bench.peers_service import DURABLE, run_ingest
-from bench.peers_systems import GROUPS, REGISTRY, available, make
+from bench.peers_systems import GROUPS, REGISTRY, available, make, opened
 from bench.peers_workloads import (
     K,
     batch_qps,
@@ -122,30 +123,25 @@ def run_group(
     n, dim = x.shape
     truth = ground_truth(x, q, K)
     out: dict[str, Any] = {"n": n, "dim": dim, "queries": len(q), "k": K, "systems": names}
-    with tempfile.TemporaryDirectory(prefix="innerspace-peers-") as work:
-        systems = {name: make(name, dim, n, Path(work)) for name in names}
-        try:
-            out["ingest"] = ingest(systems, x, batch)
-            lat = latency(systems, q, K)
-            qps, found = batch_qps(systems, q, K, qbatch, repeats)
-            out["search"] = {
-                name: {
-                    "p50_ms": pct(lat[name], 50),
-                    "p99_ms": pct(lat[name], 99),
-                    "qps_batch": qps[name],
-                    "recall": recall(found[name], truth),
-                    "knob": systems[name].default_knob,
-                }
-                for name in names
+    with (
+        tempfile.TemporaryDirectory(prefix="innerspace-peers-") as work,
+        opened(names, dim, n, Path(work)) as systems,
+    ):
+        out["ingest"] = ingest(systems, x, batch)
+        lat = latency(systems, q, K)
+        qps, found = batch_qps(systems, q, K, qbatch, repeats)
+        out["search"] = {
+            name: {
+                "p50_ms": pct(lat[name], 50),
+                "p99_ms": pct(lat[name], 99),
+                "qps_batch": qps[name],
+                "recall": recall(found[name], truth),
+                "knob": systems[name].default_knob,
             }
-            out["curves"] = sweep(systems, q, truth, K, max_steps)
-            out["disk_bytes"] = {name: s.disk_bytes() for name, s in systems.items()}
-            out["settings"] = {name: s.settings for name, s in systems.items()}
-            out["durable"] = {name: s.durable for name, s in systems.items()}
-            out["exact"] = {name: s.exact for name, s in systems.items()}
-        finally:
-            for s in systems.values():
-                s.close()
+            for name in names
+        }
+        out["curves"] = sweep(systems, q, truth, K, max_steps)
+        out |= described(systems)
     return out
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -91,3 +91,14 @@ class System:
 
     def close(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def described(systems: dict[str, System]) -> dict[str, dict[str, Any]]:
+    """What the report prints beside each system's figures: bytes on disk, settings, when the
+    data is durable, whether search is exact."""
+    return {
+        "disk_bytes": {name: s.disk_bytes() for name, s in systems.items()},
+        "settings": {name: s.settings for name, s in systems.items()},
+        "durable": {name: s.durable for name, s in systems.items()},
+        "exact": {name: s.exact for name, s in systems.items()},
+    }

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench.peers_base import F32, I64, System, pad
+from bench.peers_base import F32, I64, System, described, pad
 from bench.peers_workloads import dataset, ingest
 
 
@@ -76,19 +76,15 @@ DURABLE = [
 def run_ingest(data: str, names: list[str], n: int, dim: int, batch: int) -> dict[str, Any]:
     """Ingest to searchable for ``names`` (durable systems), batches interleaved; per system
     seconds of adds, of the post-ingest build, the rate to searchable and the bytes on disk."""
-    from bench.peers_systems import make
+    from bench.peers_systems import opened
 
     x, _ = dataset(data, n, dim, 1)
     n, dim = x.shape
     out: dict[str, Any] = {"n": n, "dim": dim, "batch": batch, "systems": names}
-    with tempfile.TemporaryDirectory(prefix="innerspace-peers-ingest-") as work:
-        systems = {name: make(name, dim, n, Path(work)) for name in names}
-        try:
-            out["ingest"] = ingest(systems, x, batch)
-            out["disk_bytes"] = {name: s.disk_bytes() for name, s in systems.items()}
-            out["settings"] = {name: s.settings for name, s in systems.items()}
-            out["durable"] = {name: s.durable for name, s in systems.items()}
-        finally:
-            for s in systems.values():
-                s.close()
+    with (
+        tempfile.TemporaryDirectory(prefix="innerspace-peers-ingest-") as work,
+        opened(names, dim, n, Path(work)) as systems,
+    ):
+        out["ingest"] = ingest(systems, x, batch)
+        out |= described(systems)
     return out

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -377,6 +378,17 @@ def available(names: list[str] | None = None) -> tuple[list[str], dict[str, str]
         else:
             ok.append(n)
     return ok, missing
+
+
+@contextmanager
+def opened(names: list[str], dim: int, n: int, workdir: Path) -> Iterator[dict[str, System]]:
+    """Fresh systems ``names`` (see :func:`make`), closed on the way out."""
+    systems = {name: make(name, dim, n, workdir) for name in names}
+    try:
+        yield systems
+    finally:
+        for s in systems.values():
+            s.close()
 
 
 def make(name: str, dim: int, n: int, workdir: Path) -> System:
