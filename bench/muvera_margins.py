@@ -26,11 +26,16 @@ def margins(data: TokenSets) -> dict[str, Any]:
     store = TokenStore(data.dim)
     store.add(np.arange(data.n_docs, dtype=np.int64), data.doc_tokens, data.doc_offsets)
     s = MaxSimReranker(store).search(data.query_tokens, data.query_offsets, DEPTH).scores
+    return margins_of(s, data.n_docs)
+
+
+def margins_of(s: np.ndarray, n_docs: int) -> dict[str, Any]:
+    """:func:`margins` from the exact top-``DEPTH`` scores ``s (nq, DEPTH)``, best first."""
     s10 = s[:, 9:10]
     rel = (s - s10) / np.abs(s10)
     return {
-        "docs": data.n_docs,
-        "queries": data.n_queries,
+        "docs": n_docs,
+        "queries": len(s),
         "gap_1": float(np.mean(rel[:, 0])),
         "gap_100": float(np.mean(-rel[:, 99])),
         "gap_200": float(np.mean(-rel[:, DEPTH - 1])),
