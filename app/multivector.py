@@ -33,10 +33,12 @@ if TYPE_CHECKING:
 def default_spec(dim: int) -> str:
     """The index of a multi-vector collection that names none: the ``wide`` FDE preset (k_sim=4,
     d_proj=32, 20 repetitions: the paper's 10,240 dimensions, fewer and wider buckets) over a
-    Flat FDE index, 100 re-ranked candidates. At equal size it beat the paper's k_sim=5,
+    Flat FDE index, 250 re-ranked candidates. At equal size it beat the paper's k_sim=5,
     d_proj=16 on real SciFact tokens (recall@10 at 200 candidates 0.956 vs 0.947) and on the
-    synthetic sets (index/MUVERA_NOTES.md); ``Muvera()`` itself keeps the paper's defaults."""
-    spec = f"Muvera(k_sim=4,d_proj={min(32, dim)}),Flat,MaxSim(candidates=100)"
+    synthetic sets (index/MUVERA_NOTES.md); ``Muvera()`` itself keeps the paper's defaults.
+    250 candidates, not 100: on 113,834 real Debian token sets recall@10 is 0.906 at 100 and
+    0.958 at 250, for 146 vs 163 ms a query (the Flat FDE scan dominates either way)."""
+    spec = f"Muvera(k_sim=4,d_proj={min(32, dim)}),Flat,MaxSim(candidates=250)"
     return index_factory(dim, spec).spec
 
 

@@ -33,7 +33,7 @@ class CollectionCreate(_Body):
     index: str | None = Field(
         None,
         description="index spec string; default 'Flat', or for multi-vector collections "
-        "'Muvera(...),Flat,MaxSim(candidates=100)'",
+        "'Muvera(...),Flat,MaxSim(candidates=250)'",
     )
     multivector: bool = Field(
         False, description="points are token matrices ('vectors'), scored by MaxSim"

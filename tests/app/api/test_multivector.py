@@ -88,7 +88,7 @@ def test_create_defaults_and_spec_kind_checks(client: TestClient) -> None:
     info = create(client)
     assert info["multivector"] is True
     assert info["index"].startswith(f"Muvera(k_sim=4,d_proj={min(32, D)},")
-    assert info["index"].endswith(",Flat,MaxSim(candidates=100)")
+    assert info["index"].endswith(",Flat,MaxSim(candidates=250)")
     assert (info["tokens"], info["token_dtype"], info["token_bytes"]) == (0, "float32", 0)
     assert create(client, "s", index=SPEC)["index"] == CANON
     r = client.post("/collections", json={"name": "m", "dim": D, "multivector": True})
