@@ -26,6 +26,12 @@ from typing import Any
 import hypothesis.strategies as st
 import pytest
 import schemathesis
+
+# schemathesis imports this module lazily while it generates a case, deep inside hypothesis's
+# stack, and pytest rewrites its asserts on import: there CPython 3.11.7's compiler can fail with
+# "SystemError: AST constructor recursion depth mismatch" (seen once in CI, depending on which
+# case came first). Imported here, at the top of the stack, it is never compiled down there.
+import schemathesis.generation.dictionaries  # noqa: F401
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import settings
