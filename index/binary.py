@@ -62,7 +62,7 @@ from index.itq import HammingCodec
 from index.params import SpecError, canonical_part
 from index.rabitq import RaBitQCodec
 from index.spec import Part, stage_params
-from index.tombstones import DEAD_FLAGS, DEAD_ROWS, Tombstones, load_dead_rows
+from index.tombstones import Tombstones
 
 #: faiss as ``Any`` (partial stubs since 1.15; see :mod:`index.hnsw`).
 faiss: Any = _faiss
@@ -332,8 +332,7 @@ class BinaryIndex(FaissIndex):
         self._codec.save(path, write_npy)
         self._store.save(path)
         write_npy(path / "ids.npy", self.ids)
-        write_npy(path / DEAD_ROWS, self._dead.sorted_rows())
-        (path / DEAD_FLAGS).unlink(missing_ok=True)  # an older save's flags would be stale
+        self._dead.save(path, write_npy)
         meta = {
             "spec": self.spec,
             "dim": self._dim,
@@ -361,6 +360,6 @@ class BinaryIndex(FaissIndex):
         if n != int(meta["n"]) or n != coded or n != len(index._store):
             raise ValueError(f"{path}: ids, codes and float store disagree")
         index._ids, index._n = ids, n
-        index._dead = Tombstones.of(load_dead_rows(path, n), n)  # or an older dead.npy
+        index._dead = Tombstones.load(path, n)  # or an older dead.npy
         index._sorted = bool(n < 2 or np.all(ids[1:] > ids[:-1]))
         return index

@@ -39,7 +39,7 @@ import numpy as np
 
 from index.base import F32, I64, Bool, IdSelector, SearchResult, check_ids, check_vectors
 from index.params import canonical_part
-from index.tombstones import DEAD_FLAGS, DEAD_ROWS, Tombstones, load_dead_rows
+from index.tombstones import Tombstones
 
 #: faiss as ``Any``: the stubs bundled since faiss 1.15 lack ``SearchParametersHNSW`` and the
 #: Python wrapper's keyword and array constructors (older faiss has no stubs at all).
@@ -253,8 +253,7 @@ class FaissIndex:
         if self._faiss is not None:
             faiss.write_index(self._faiss, str(path / "index.faiss"))
         np.save(path / "ids.npy", self.ids)
-        np.save(path / DEAD_ROWS, self._dead.sorted_rows())
-        (path / DEAD_FLAGS).unlink(missing_ok=True)  # an older save's flags would be stale
+        self._dead.save(path)
         meta = {
             "spec": self.spec,
             "dim": self._dim,
@@ -279,7 +278,7 @@ class FaissIndex:
         if n != int(meta["n"]) or n != ntotal:
             raise ValueError(f"{path}: ids and faiss index disagree ({n} vs {ntotal})")
         index._ids, index._n = ids, n
-        index._dead = Tombstones.of(load_dead_rows(path, n), n)
+        index._dead = Tombstones.load(path, n)
         index._sorted = bool(n < 2 or np.all(ids[1:] > ids[:-1]))
         return index
 

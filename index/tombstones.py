@@ -18,6 +18,7 @@ hold ``dead.npy`` flags ``(n,) bool``, which :func:`load_dead_rows` still reads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,7 @@ class Tombstones:
         """The set of ``dead (m,) int64`` rows (sorted, unique, below ``n``), the cheaper form."""
         if len(dead) * DENSE <= n:
             return cls(dead, None, len(dead))
-        bits = np.zeros(-(-n // 8), dtype=np.uint8)
-        np.bitwise_or.at(bits, dead >> 3, np.left_shift(1, dead & 7).astype(np.uint8))
-        return cls(None, bits, len(dead))
+        return cls(None, _with_bits(None, dead, n), len(dead))
 
     def __len__(self) -> int:
         return self.count
@@ -110,10 +109,32 @@ class Tombstones:
         if self.bits is None:  # a sorted merge, O(dead + fresh)
             merged = np.insert(self._rows, np.searchsorted(self._rows, fresh), fresh)
             return Tombstones.of(merged, n), len(fresh)
-        bits = np.zeros(-(-n // 8), dtype=np.uint8)
-        bits[: len(self.bits)] = self.bits
-        np.bitwise_or.at(bits, fresh >> 3, np.left_shift(1, fresh & 7).astype(np.uint8))
+        bits = _with_bits(self.bits, fresh, n)
         return Tombstones(None, bits, self.count + len(fresh)), len(fresh)
+
+    def save(self, path: Path, write: Callable[[Path, I64], None] | None = None) -> None:
+        """Write the removed rows to ``path / dead_rows.npy`` (by ``write``, default ``np.save``)
+        and drop an older save's ``dead.npy`` flags there, which would be stale."""
+        (write or _np_save)(path / DEAD_ROWS, self.sorted_rows())
+        (path / DEAD_FLAGS).unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, path: Path, n: int) -> Tombstones:
+        """The set saved in ``path`` (either file, see :func:`load_dead_rows`) of ``n`` rows."""
+        return cls.of(load_dead_rows(path, n), n)
+
+
+def _with_bits(bits: U8 | None, rows: I64, n: int) -> U8:
+    """A bitmap for ``n`` rows: ``bits`` (or none set) plus ``rows (m,) int64``."""
+    out = np.zeros(-(-n // 8), dtype=np.uint8)
+    if bits is not None:
+        out[: len(bits)] = bits
+    np.bitwise_or.at(out, rows >> 3, np.left_shift(1, rows & 7).astype(np.uint8))
+    return out
+
+
+def _np_save(path: Path, rows: I64) -> None:
+    np.save(path, rows)
 
 
 def load_dead_rows(path: Path, n: int) -> I64:
