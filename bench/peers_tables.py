@@ -119,9 +119,10 @@ def counterpart_pairs(r: dict[str, Any]) -> list[tuple[str, float]]:
     return pairs
 
 
-def durable_pairs(r: dict[str, Any]) -> list[tuple[str, float]]:
-    """``(what, ours / it)`` first-add-to-searchable rates of ``ours-service`` (our embedded
-    service, durable on each upsert) against each embedded database of the durable-ingest run."""
+def durable_pairs(r: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """``(what, peer, ours / it)`` first-add-to-searchable rates of ``ours-service`` (our
+    embedded service, durable on each upsert) against each embedded database of the
+    durable-ingest run."""
     pairs = []
     for label, ds in r.get("datasets", {}).items():
         d = ds.get("durable_ingest")
@@ -130,7 +131,8 @@ def durable_pairs(r: dict[str, Any]) -> list[tuple[str, float]]:
         ours = d["ingest"]["ours-service"]["searchable_s"]
         for name, v in d["ingest"].items():
             if name != "ours-service":
-                pairs.append((f"{label}: `ours-service` vs `{name}`", v["searchable_s"] / ours))
+                what = f"{label}: `ours-service` vs `{name}`"
+                pairs.append((what, name, v["searchable_s"] / ours))
     return pairs
 
 
@@ -402,7 +404,7 @@ def targets(r: dict[str, Any]) -> list[str]:
             pairs.append((f"our server vs {name}'s, over the network", v))
     durable = durable_pairs(r)
     if durable:
-        pairs += durable
+        pairs += [(what, v) for what, _, v in durable]
         how = (
             "client to durable and searchable, each pair side by side in one run: our server "
             "against each peer server over the network, our embedded service against each "
@@ -417,7 +419,7 @@ def targets(r: dict[str, Any]) -> list[str]:
             f"- ingest ≥ 2× the best peer: {'met' if worst >= 2 else '**missed**'} (worst "
             f"{worst:.2f}×) — {how}: " + "; ".join(f"{what} {v:.2f}×" for what, v in pairs) + "."
         )
-        losers = sorted({what.split("`")[-2] for what, v in durable if v < 2})
+        losers = sorted({peer for _, peer, v in durable if v < 2})
         if losers:
             out.append(
                 "  Where ours is under 2× the peer answers before the data is on disk: "
