@@ -8,7 +8,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-from support import brute_force
+from support import assert_full_coverage_exact, assert_save_load_identical, brute_force
 
 from index import IdSelector, SearchResult, SpecError, index_factory
 from index.binary import MIN_DEPTH, BinaryIndex
@@ -224,15 +224,8 @@ def test_recall_grows_with_oversample(built: dict[str, BinaryIndex], truth: np.n
 
 def test_full_coverage_is_exact(data: tuple[np.ndarray, ...]) -> None:
     xb, ids, xq = data
-    index = index_factory(D, "Binary(encoding=sign),Rescore(oversample=1)")
-    index.add(ids[:3000], xb[:3000])
-    index.remove(ids[:3000:7])
-    keep = np.ones(3000, bool)
-    keep[::7] = False
-    truth_s, truth_i = brute_force(xb[:3000][keep], ids[:3000][keep], xq, 25)
-    res = index.search(xq, 25, oversample=3000 / 25)
-    np.testing.assert_array_equal(res.ids, truth_i)
-    np.testing.assert_allclose(res.scores, truth_s, rtol=1e-5, atol=1e-5)
+    spec = "Binary(encoding=sign),Rescore(oversample=1)"
+    assert_full_coverage_exact(spec, xb, ids, xq, n=3000, every=7, k=25)
 
 
 def test_small_k_gets_min_depth(data: tuple[np.ndarray, ...]) -> None:
@@ -362,20 +355,7 @@ def test_save_load_bit_identical(data: tuple, tmp_path: Path, spec: str) -> None
     assert isinstance(index, BinaryIndex)
     index.add(ids[:4000], xb[:4000])
     index.remove(ids[:40])
-    before = [index.search(xq, 10, s) for s in (None, IdSelector(ids[:4000:3]))]
-    index.save(tmp_path / "a")
-    loaded = BinaryIndex.load(tmp_path / "a")
-    assert loaded.spec == index.spec and len(loaded) == len(index)
-    for sel, want in zip((None, IdSelector(ids[:4000:3])), before, strict=True):
-        got = loaded.search(xq, 10, sel)
-        np.testing.assert_array_equal(got.ids, want.ids)
-        np.testing.assert_array_equal(got.scores, want.scores)
-    loaded.save(tmp_path / "b")
-    files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
-    assert not any(f.endswith(".tmp") for f in files)
-    for f in files:
-        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    loaded = assert_save_load_identical(index, tmp_path, xq, (None, IdSelector(ids[:4000:3])))
     mapped = "mmap" in spec
     per = loaded.bytes_per_vector()
     assert (per["ram"] < per["disk"]) == mapped
@@ -388,7 +368,7 @@ def test_save_load_bit_identical(data: tuple, tmp_path: Path, spec: str) -> None
 def test_bytes_per_vector(built: dict[str, BinaryIndex]) -> None:
     per = built["rabitq1"].bytes_per_vector()
     assert per["codes"] == pytest.approx(D / 8 + 8, abs=0.1)  # sign bits + 2 float factors
-    # codes + factors + 8-byte id; no tombstone flags until a removal (then 1 byte per row)
+    # codes + factors + 8-byte id; no tombstones until a removal (then 8 bytes per removed row)
     assert per["store"] == 4 * D and per["ram"] == per["codes"] + 8 + per["store"]
     assert built["sign"].bytes_per_vector()["codes"] == D / 8
     assert built["rabitq1"].nbytes() >= N * per["ram"]

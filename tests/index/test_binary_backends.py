@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import brute_force
+from support import assert_full_coverage_exact, assert_save_load_identical, brute_force
 
 from index import IdSelector, SpecError, index_factory
 from index.binary import BinaryIndex
@@ -108,15 +108,7 @@ def test_recall_and_monotone_in_oversample(built: dict[str, BinaryIndex], data, 
 @pytest.mark.parametrize("name", list(BACKENDS))
 def test_full_coverage_equals_brute_force(data: tuple[np.ndarray, ...], name: str) -> None:
     xb, ids, xq = data
-    index = index_factory(D, BACKENDS[name])
-    index.add(ids[:2000], xb[:2000])
-    index.remove(ids[:2000:5])
-    keep = np.ones(2000, bool)
-    keep[::5] = False
-    truth_s, truth_i = brute_force(xb[:2000][keep], ids[:2000][keep], xq, 20)
-    res = index.search(xq, 20, oversample=2000 / 20)
-    np.testing.assert_array_equal(res.ids, truth_i)
-    np.testing.assert_allclose(res.scores, truth_s, rtol=1e-5, atol=1e-5)
+    assert_full_coverage_exact(BACKENDS[name], xb, ids, xq, n=2000, every=5, k=20)
 
 
 @pytest.mark.parametrize("name", list(BACKENDS))
@@ -220,20 +212,7 @@ def test_save_load_bit_identical(data: tuple[np.ndarray, ...], tmp_path: Path, n
     assert isinstance(index, BinaryIndex)
     index.add(ids[:3000], xb[:3000])
     index.remove(ids[:30])
-    sels = (None, IdSelector(ids[:3000:3]))
-    before = [index.search(xq, 10, s) for s in sels]
-    index.save(tmp_path / "a")
-    loaded = BinaryIndex.load(tmp_path / "a")
-    assert loaded.spec == index.spec and len(loaded) == len(index)
-    for sel, want in zip(sels, before, strict=True):
-        got = loaded.search(xq, 10, sel)
-        np.testing.assert_array_equal(got.ids, want.ids)
-        np.testing.assert_array_equal(got.scores, want.scores)
-    loaded.save(tmp_path / "b")
-    files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
-    for f in files:
-        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    loaded = assert_save_load_identical(index, tmp_path, xq, (None, IdSelector(ids[:3000:3])))
     loaded.add(ids[3000:3100], xb[3000:3100])  # upserts after a load keep rows aligned
     assert len(loaded) == len(index) + 100
     res = loaded.search(xq, 5, IdSelector(ids[2990:3100]))  # new rows and old ones, exactly
